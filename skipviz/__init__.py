@@ -1,0 +1,1 @@
+"""skipviz: the plumbing shared by the skip-connection teaching notebooks."""

@@ -1,0 +1,162 @@
+"""Small data sets made on this machine (never downloaded): sin(x), MNIST-1D and 2-D spirals."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._validation import check_choice, check_int, check_positive
+from .settings import cache_dir
+
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split held as float32 inputs and int64 labels (or float32 targets).
+
+    x_train: (n_train, in_dim); y_train: (n_train,) class indices, or (n_train, out_dim) targets.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("task", self.task, TASKS)
+        if self.task == "classification" and not self.num_classes:
+            raise ValueError("a classification Dataset needs num_classes >= 2")
+
+    @property
+    def in_dim(self) -> int:
+        """Number of input features."""
+        return self.x_train.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        """Number of network outputs: classes for classification, target size for regression."""
+        return self.num_classes if self.task == "classification" else self.y_train.shape[1]
+
+    def fingerprint(self) -> str:
+        """A short hash of all four tensors, so a cache key changes whenever the data do."""
+        h = hashlib.sha256(self.name.encode())
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str((tuple(t.shape), t.dtype)).encode())
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        extra = f", num_classes={self.num_classes}" if self.num_classes else ""
+        return (f"Dataset({self.name!r}, task={self.task!r}, train={tuple(self.x_train.shape)}, "
+                f"test={tuple(self.x_test.shape)}{extra})")
+
+
+def sine(n_train: int = 256, n_test: int = 1000, low: float = -2 * np.pi, high: float = 2 * np.pi,
+         noise: float = 0.0, seed: int = 0) -> Dataset:
+    """Regression on y = sin(x), x uniform in [low, high]: inputs (n, 1), targets (n, 1).
+
+    Training inputs are drawn at random; test inputs are an even grid over the same range, so a
+    test-set plot of the prediction is a curve.
+    """
+    check_int("n_train", n_train)
+    check_int("n_test", n_test, minimum=2)
+    if not low < high:
+        raise ValueError(f"low must be below high; got low={low}, high={high}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0; got {noise}")
+    g = torch.Generator().manual_seed(seed)
+    x_train = low + (high - low) * torch.rand(n_train, 1, generator=g)
+    y_train = torch.sin(x_train) + noise * torch.randn(n_train, 1, generator=g)
+    x_test = torch.linspace(low, high, n_test).unsqueeze(1)
+    return Dataset("sine", x_train, y_train, x_test, torch.sin(x_test), "regression")
+
+
+def spirals(num_classes: int = 3, n_train: int = 600, n_test: int = 600, noise: float = 0.2,
+            turns: float = 1.0, seed: int = 0) -> Dataset:
+    """k interleaved 2-D spirals, one class each: inputs (n, 2), labels (n,) in 0..k-1."""
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("n_train", n_train)
+    check_int("n_test", n_test)
+    check_positive("turns", turns)
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0; got {noise}")
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % num_classes
+        r = torch.rand(n, generator=g)  # radius in [0, 1)
+        angle = 2 * np.pi * (turns * r + y / num_classes) + noise * torch.randn(n, generator=g)
+        x = torch.stack([r * torch.cos(angle), r * torch.sin(angle)], dim=1) * 2.0
+        return x, y
+
+    x_train, y_train = draw(n_train)
+    x_test, y_test = draw(n_test)
+    return Dataset("spirals", x_train, y_train, x_test, y_test, "classification", num_classes)
+
+
+def mnist1d(n_train: int | None = None, seed: int = 42) -> Dataset:
+    """MNIST-1D (Greydanus 2020): 10 classes of 40-sample 1-D signals; inputs (n, 40), labels (n,).
+
+    Generated locally with the mnist1d package's `make_dataset` (never its download path): 4,000
+    training and 1,000 test examples, standardized by the generator. The result is cached on disk;
+    `n_train` keeps only the first n training examples (the test set stays whole).
+    """
+    if n_train is not None:
+        check_int("n_train", n_train)
+    path = cache_dir() / f"mnist1d-seed{seed}.pt"
+    tensors = None
+    if path.exists():
+        try:
+            tensors = torch.load(path, weights_only=True)
+            if set(tensors) != {"x", "y", "x_test", "y_test"}:
+                raise ValueError("unexpected keys")
+        except Exception as err:  # a corrupt file is rebuilt, never trusted
+            warnings.warn(f"ignoring unreadable MNIST-1D cache {path} ({err}); regenerating",
+                          stacklevel=2)
+            tensors = None
+    if tensors is None:
+        tensors = _make_mnist1d(seed)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(tensors, tmp)
+        os.replace(tmp, path)
+    x, y = tensors["x"], tensors["y"]
+    if n_train is not None:
+        x, y = x[:n_train], y[:n_train]
+    return Dataset("mnist1d", x, y, tensors["x_test"], tensors["y_test"], "classification", 10)
+
+
+def _make_mnist1d(seed: int) -> dict[str, torch.Tensor]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    # make_dataset reseeds numpy's and Python's global generators: restore them afterwards.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {"x": torch.tensor(d["x"], dtype=torch.float32),
+            "y": torch.tensor(d["y"], dtype=torch.int64),
+            "x_test": torch.tensor(d["x_test"], dtype=torch.float32),
+            "y_test": torch.tensor(d["y_test"], dtype=torch.int64)}
+
+
+DATASETS = {"sine": sine, "spirals": spirals, "mnist1d": mnist1d}
+
+
+def load(name: str, **kwargs) -> Dataset:
+    """Build a data set by name: one of 'sine', 'spirals', 'mnist1d' (kwargs go to its function)."""
+    check_choice("name", name, DATASETS)
+    return DATASETS[name](**kwargs)

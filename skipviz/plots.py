@@ -1,0 +1,89 @@
+"""One figure style for every notebook: colours by family, log-scale layer plots, loss curves."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+COLORS = {"plain": "#c0392b", "residual": "#2471a3", "theory": "#555555", "conv": "#7d3c98",
+          "v1": "#2471a3", "v2": "#17a589", "preact": "#d68910"}
+STYLE = {
+    "figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (6.4, 3.6),
+    "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "legend.frameon": False,
+    "font.size": 10, "lines.linewidth": 1.8,
+}
+
+
+def use_style() -> None:
+    """Apply the skipviz style to matplotlib (call once, at the top of a notebook)."""
+    mpl.rcParams.update(STYLE)
+
+
+def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kwargs):
+    """plt.subplots in the skipviz style, sized per panel (inches): returns (fig, axes).
+
+    Applies the style globally (like use_style): a temporary rc_context would also restore the
+    backend when it exits and stop later figures from showing inline.
+    """
+    use_style()
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                        layout="constrained", **kwargs)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """The figure rendered to PNG bytes (what the widgets show)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def _power_of_ten(value: float, _pos: int) -> str:
+    if value <= 0:
+        return ""
+    exponent = math.floor(math.log10(value) + 0.5)
+    return "10" + str(exponent).translate(_SUPERSCRIPT)
+
+
+def log_ticks(ax, axis: str = "y") -> None:
+    """Label a log axis 10\u207b\u2075, 10\u207b\u2074, ... without minor ticks.
+
+    Plain-text superscripts instead of mathtext halve the time to render a log-scale figure,
+    which keeps widget redraws fast.
+    """
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_minor_locator(ticker.NullLocator())
+    target.set_major_formatter(ticker.FuncFormatter(_power_of_ten))
+
+
+def layer_curve(ax, values: Sequence[float], label: str | None = None, color: str | None = None,
+                positions: Sequence[float] | None = None, **kwargs):
+    """Plot one value per layer on a log y-axis; positions default to layers 1..L."""
+    positions = list(range(1, len(values) + 1)) if positions is None else positions
+    ax.semilogy(positions, values, label=label, color=color, **kwargs)
+    log_ticks(ax)
+    ax.set_xlabel("layer (from the input)")
+    return ax
+
+
+def loss_curves(ax, histories: Mapping[str, object], colors: Mapping[str, str] | None = None,
+                metric: bool = False, **kwargs):
+    """Training loss (or the test metric, metric=True) against step for each labelled History."""
+    for label, h in histories.items():
+        ys = h.test_metric if metric else h.train_loss
+        ax.plot(h.steps, ys, label=label, color=(colors or {}).get(label), **kwargs)
+    ax.set_xlabel("training step")
+    first = next(iter(histories.values()), None)
+    name = ("test " + first.metric_name) if (metric and first is not None) else "training loss"
+    ax.set_ylabel(name)
+    ax.legend()
+    return ax

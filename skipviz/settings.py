@@ -1,0 +1,22 @@
+"""Settings read from the environment: FAST mode (SKIPVIZ_FAST) and the cache folder (SKIPVIZ_CACHE)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fast_mode() -> bool:
+    """True when SKIPVIZ_FAST=1: notebooks shrink sizes and steps, and progress bars stay off."""
+    return os.environ.get("SKIPVIZ_FAST", "0") == "1"
+
+
+def cache_dir() -> Path:
+    """The folder for cached data and trained weights: $SKIPVIZ_CACHE, else ~/.cache/skipviz."""
+    root = os.environ.get("SKIPVIZ_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "skipviz")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,144 @@
+"""Reusable ipywidgets pieces: a panel of controls wired to a redraw, and a skip-toggle grid bound
+to `model.skips`. Figures are shown as PNG images, so a redraw is one render and one message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+from matplotlib.figure import Figure
+
+from .plots import STYLE, figure_png, use_style
+
+
+def make_control(name: str, spec: Any) -> widgets.Widget:
+    """Build a control from a short spec.
+
+    A widget is used as it is; a list of options -> Dropdown (first option selected);
+    a bool -> Checkbox; (min, max, step[, value]) of ints -> IntSlider, of floats -> FloatSlider.
+    Sliders redraw when released, not while dragged.
+    """
+    if isinstance(spec, widgets.Widget):
+        return spec
+    if isinstance(spec, bool):
+        return widgets.Checkbox(value=spec, description=name, indent=False)
+    if isinstance(spec, list) and spec:
+        return widgets.Dropdown(options=spec, value=spec[0], description=name)
+    if isinstance(spec, tuple) and len(spec) in (3, 4) and all(isinstance(v, (int, float)) for v in spec):
+        lo, hi, step = spec[:3]
+        value = spec[3] if len(spec) == 4 else lo
+        cls = widgets.IntSlider if all(isinstance(v, int) for v in spec) else widgets.FloatSlider
+        return cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False)
+    raise ValueError(f"control {name!r}: spec must be a widget, a non-empty list of options, a bool, "
+                     f"or a (min, max, step[, value]) tuple; got {spec!r}")
+
+
+class FigurePanel(widgets.VBox):
+    """Controls above a figure; changing any control calls `draw(fig, **values)` and shows the result.
+
+    `draw` receives a cleared matplotlib Figure (not pyplot's, so nothing is shown twice) and the
+    controls' current values by name. `redraw()` can be called directly, e.g. from a test;
+    `redraw_count` and `image.value` (PNG bytes) show that it ran and what it drew.
+    """
+
+    def __init__(self, draw: Callable[..., None], controls: Mapping[str, Any],
+                 figsize: tuple[float, float] = (7.0, 3.6), columns: int = 2):
+        self.draw = draw
+        self.controls = {name: make_control(name, spec) for name, spec in controls.items()}
+        self.figure = Figure(figsize=figsize, dpi=STYLE["figure.dpi"], layout="constrained")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{figsize[0] * 100:.0f}px"))
+        self.status = widgets.HTML()
+        self.redraw_count = 0
+        for control in self.controls.values():
+            control.observe(self._on_change, names="value")
+        grid = widgets.GridBox(list(self.controls.values()),
+                               layout=widgets.Layout(grid_template_columns=f"repeat({columns}, auto)"))
+        super().__init__([grid, self.image, self.status])
+        self.add_class("skipviz-panel")
+        self.redraw()
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The controls' current values by name."""
+        return {name: c.value for name, c in self.controls.items()}
+
+    def _on_change(self, _change) -> None:
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Clear the figure, call draw with the current values, and show the new image."""
+        self.status.value = "<i>drawing…</i>"
+        self.figure.clear()
+        use_style()  # globally: an rc_context would reset the inline backend on exit
+        try:
+            self.draw(self.figure, **self.values)
+        except ValueError as err:  # show a bad combination in the panel, never a traceback
+            self.figure.clear()
+            self.figure.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True)
+        self.image.value = figure_png(self.figure)
+        self.redraw_count += 1
+        self.status.value = ""
+
+
+class SkipToggles(widgets.VBox):
+    """One toggle button per skip connection (pressed = skip on), plus preset buttons.
+
+    `value` is the list of booleans; when `model` is given every change is written to
+    `model.skips`. Observe `value` (as FigurePanel does) to redraw on every toggle.
+    """
+
+    value = traitlets.List(traitlets.Bool())
+
+    def __init__(self, model: Any = None, n: int | None = None, columns: int = 10,
+                 presets: Mapping[str, Callable[[int], Sequence[bool]]] | None = None,
+                 description: str = "skips"):
+        if model is None and n is None:
+            raise ValueError("give a model (with .skips) or the number of skips n")
+        self.model = model
+        start = list(model.skips) if model is not None else [True] * n
+        if n is not None and n != len(start):
+            raise ValueError(f"n must equal len(model.skips) = {len(start)}; got {n}")
+        if not start:
+            raise ValueError("this model has no skip connections to toggle")
+        self.buttons = [widgets.ToggleButton(value=v, description=str(i + 1), tooltip=f"skip {i + 1}",
+                                             layout=widgets.Layout(width="44px"))
+                        for i, v in enumerate(start)]
+        for b in self.buttons:
+            b.observe(self._on_button, names="value")
+        self.preset_buttons = []
+        for label, make in (presets or {}).items():
+            button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
+            button.on_click(lambda _b, make=make: self.set(list(make(len(self.buttons)))))
+            self.preset_buttons.append(button)
+        grid = widgets.GridBox(self.buttons, layout=widgets.Layout(
+            grid_template_columns=f"repeat({min(columns, len(self.buttons))}, 46px)"))
+        rows = [widgets.HTML(f"<b>{description}</b> (pressed = on)"), grid]
+        if self.preset_buttons:
+            rows.append(widgets.HBox(self.preset_buttons))
+        super().__init__(rows)
+        self._syncing = False
+        self.value = start
+
+    def set(self, mask: Sequence[bool]) -> None:
+        """Set every toggle at once (one update, one redraw)."""
+        mask = [bool(v) for v in mask]
+        if len(mask) != len(self.buttons):
+            raise ValueError(f"mask must have length {len(self.buttons)}; got {len(mask)}")
+        self._syncing = True
+        try:
+            for b, v in zip(self.buttons, mask):
+                b.value = v
+        finally:
+            self._syncing = False
+        self.value = mask
+
+    def _on_button(self, _change) -> None:
+        if not self._syncing:
+            self.value = [b.value for b in self.buttons]
+
+    @traitlets.observe("value")
+    def _write_model(self, change) -> None:
+        if self.model is not None:
+            self.model.skips = list(change["new"])

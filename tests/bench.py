@@ -1,0 +1,123 @@
+"""`make bench`: wall times of every notebook (FAST and FULL, cold and warm cache) and of the
+package's hot functions. Prints a table; nothing here is a pass/fail test.
+
+Usage: python tests/bench.py [--notebooks 01 02] [--no-full] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_notebook(path: Path, fast: bool, cache: Path) -> float:
+    """Execute a copy of `path` (the stored notebook is untouched); return wall seconds."""
+    code = ("import sys, nbformat; from nbclient import NotebookClient; "
+            "nb = nbformat.read(sys.argv[1], as_version=4); "
+            "NotebookClient(nb, timeout=3600, kernel_name='python3', "
+            "resources={'metadata': {'path': sys.argv[2]}}).execute()")
+    env = {**os.environ, "SKIPVIZ_FAST": "1" if fast else "0", "SKIPVIZ_CACHE": str(cache)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(path), str(path.parent)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def bench_notebooks(names: list[str] | None, full: bool) -> None:
+    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        paths = [p for p in paths if p.name[:2] in names]
+    print(f"{'notebook':32s}{'FAST cold':>11s}{'FAST warm':>11s}{'FULL cold':>11s}{'FULL warm':>11s}")
+    for path in paths:
+        row = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for fast in ([True, False] if full else [True]):
+                cache = Path(tmp) / ("fast" if fast else "full")
+                row += [run_notebook(path, fast, cache), run_notebook(path, fast, cache)]
+        cells = "".join(f"{t:>10.1f}s" for t in row)
+        print(f"{path.stem:32s}{cells}", flush=True)
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """(median, min) milliseconds over `repeat` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times)
+
+
+def bench_functions(repeat: int) -> None:
+    import torch
+    from matplotlib.figure import Figure
+
+    from skipviz import data, models, plots, probes, training, widgets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SKIPVIZ_CACHE"] = tmp
+        start = time.perf_counter()
+        mnist = data.mnist1d()
+        cold = (time.perf_counter() - start) * 1000
+        rows = [("data.mnist1d(), generated (cold cache)", cold, cold)]
+        rows.append(("data.mnist1d(), from the cache", *timed(data.mnist1d, repeat)))
+        x, y = mnist.x_train[:512], mnist.y_train[:512]
+        plain = models.PlainMLP(40, 10, width=256, depth=30)
+        rows.append(("probes.probe, plain 30 x 256, batch 512", *timed(lambda: probes.probe(plain, x, y), repeat)))
+        res = models.ResidualMLP(40, 10, width=128, depth=40)
+        rows.append(("probes.probe, residual 40 blocks x 128, batch 256",
+                     *timed(lambda: probes.probe(res, x[:256], y[:256]), repeat)))
+        net = models.ResidualMLP(40, 10, width=64, depth=16)
+        steps = 200
+        ms = timed(lambda: training.fit(net, mnist, steps, cache=False, progress=False), 1)[0]
+        rows.append((f"training.fit, residual 16 x 64, per step (of {steps})", ms / steps, ms / steps))
+        conv = models.SkipConvNet(channels=8, depth=32)
+        ms = timed(lambda: training.fit(conv, mnist, 50, batch_size=64, cache=False, progress=False), 1)[0]
+        rows.append(("training.fit, SkipConvNet 32 blocks x 8 ch, per step", ms / 50, ms / 50))
+        training.fit(net, mnist, 100, progress=False)
+        rows.append(("training.fit, 100 steps, warm cache (load)",
+                     *timed(lambda: training.fit(net, mnist, 100, progress=False), repeat)))
+        curve = torch.logspace(-12, -4, 40)
+
+        def draw(fig: Figure, skips: bool) -> None:
+            ax = fig.add_subplot()
+            ax.semilogy(range(40), curve if skips else curve.flip(0))
+            plots.log_ticks(ax)
+
+        panel = widgets.FigurePanel(draw, {"skips": True})
+        toggle = panel.controls["skips"]
+
+        def flip() -> None:
+            toggle.value = not toggle.value
+
+        rows.append(("widgets.FigurePanel redraw (log plot -> PNG)", *timed(flip, repeat)))
+    print(f"\n{'function':56s}{'median':>10s}{'min':>10s}")
+    for name, med, low in rows:
+        print(f"{name:56s}{med:>8.1f}ms{low:>8.1f}ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebooks", nargs="*", help="two-digit prefixes, e.g. 01 03 (default: all)")
+    parser.add_argument("--no-full", action="store_true", help="skip the FULL-mode notebook runs")
+    parser.add_argument("--repeat", type=int, default=10, help="calls per timed function")
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"python {sys.version.split()[0]}\n")
+    bench_notebooks(args.notebooks, full=not args.no_full)
+    bench_functions(args.repeat)
+
+
+if __name__ == "__main__":
+    main()

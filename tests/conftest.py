@@ -1,0 +1,12 @@
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_cache: use the user's cache folder, not a fresh one")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(request, tmp_path, monkeypatch):
+    """Each test gets its own empty cache folder, unless marked real_cache (the notebook runs)."""
+    if request.node.get_closest_marker("real_cache") is None:
+        monkeypatch.setenv("SKIPVIZ_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,75 @@
+"""Every notebook runs top to bottom in FAST mode (papermill, one test each) and keeps the
+collection's conventions. nbval then compares the checked cells: see `make test`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+MAX_BYTES = 2_000_000
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ holds no NN_name.ipynb"
+
+
+@pytest.mark.real_cache
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_runs_in_fast_mode(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIPVIZ_FAST", "1")
+    out = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(out), parameters={"FAST": True}, kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    first = code_cells(nb)[0]
+    assert "parameters" in first.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    assert 'FAST = os.environ.get("SKIPVIZ_FAST", "0") == "1"' in first.source
+    assert re.search(r"^SEED = 0$", first.source, re.M)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "Learning goals" in nb.cells[0].source
+    headings = re.findall(r"^#+ (.*)$", text, re.M)
+    assert any("Exercises" in h for h in headings) and "References" in headings[-1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_stored_outputs_are_a_clean_full_run(path):
+    assert path.stat().st_size < MAX_BYTES
+    nb = nbformat.read(path, as_version=4)
+    cells = code_cells(nb)
+    assert all(c.execution_count is not None for c in cells if c.source.strip()), "run `make notebooks`"
+    for c in cells:
+        for o in c.outputs:
+            assert o.output_type != "error", c.source[:80]
+        if "NBVAL_CHECK_OUTPUT" in c.source:
+            assert not any(o.get("name") == "stderr" for o in c.outputs), "checked cells must not print progress"
+            assert "fit(" not in c.source, "a checked cell must not train (its output would depend on FAST)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_figure_is_explained(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        shows_figure = cell.cell_type == "code" and any(
+            "image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+        if shows_figure:
+            after = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+            assert after is not None and after.cell_type == "markdown", \
+                f"figure in cell {i} needs a markdown cell right after it saying what to see"
