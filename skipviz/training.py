@@ -85,6 +85,9 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
         desc: str | None = None) -> History:
     """Train `model` in place on `dataset` for `steps` minibatch steps; return its History.
 
+    Training starts from the model's current weights (call it on a fresh model to train from
+    initialization).
+
     Deterministic on a CPU for a given seed (minibatch order; the model's own init is fixed by
     its constructor). With cache=True the trained weights are stored in the cache folder under a
     hash of the whole configuration (initial weights, architecture, skips, data, every argument
