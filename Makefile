@@ -9,7 +9,7 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.skipviz-installed
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test notebooks lint bench clean
+.PHONY: setup lab test browser notebooks lint bench clean
 
 setup: $(STAMP)
 
@@ -25,9 +25,19 @@ lab: setup
 
 # Unit tests, every notebook run in FAST mode through papermill, then nbval (lax) on the cells
 # marked # NBVAL_CHECK_OUTPUT against the stored FULL-mode outputs.
+# Then every notebook once more in a real JupyterLab (started by `make lab`) in headless Chromium:
+# widgets render and redraw when clicked. Skipped if chromium is missing (`make browser`),
+# unless SKIPVIZ_REQUIRE_BROWSER=1 (as in CI).
 test: setup
-	SKIPVIZ_FAST=1 $(PY) -m pytest tests
+	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser
 	SKIPVIZ_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser
+
+# Debian's chromium for the browser tests (never a browser downloaded by playwright).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "install Debian's chromium package (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
 
 # Re-execute every notebook in FULL mode in place, refreshing what readers see.
 notebooks: setup

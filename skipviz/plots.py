@@ -40,7 +40,7 @@ def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float =
 def figure_png(fig: Figure) -> bytes:
     """The figure rendered to PNG bytes (what the widgets show)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})  # fast to encode
     return buf.getvalue()
 
 

@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 
 from .plots import STYLE, figure_png, use_style
 
+PANEL_MARGINS = dict(left=0.12, right=0.97, bottom=0.17, top=0.9, wspace=0.3)
+
 
 def make_control(name: str, spec: Any) -> widgets.Widget:
     """Build a control from a short spec.
@@ -39,15 +41,21 @@ class FigurePanel(widgets.VBox):
     """Controls above a figure; changing any control calls `draw(fig, **values)` and shows the result.
 
     `draw` receives a cleared matplotlib Figure (not pyplot's, so nothing is shown twice) and the
-    controls' current values by name. `redraw()` can be called directly, e.g. from a test;
-    `redraw_count` and `image.value` (PNG bytes) show that it ran and what it drew.
+    controls' current values by name. The figure has fixed margins that suit one or two labelled
+    axes; pass figure_layout="constrained" for anything more crowded (at about twice the cost).
+    `redraw()` can be called directly, e.g. from a test; `redraw_count` and `image.value` (PNG
+    bytes) show that it ran and what it drew. Its root carries the CSS class `skipviz-panel`,
+    by which the browser tests find it.
     """
 
     def __init__(self, draw: Callable[..., None], controls: Mapping[str, Any],
-                 figsize: tuple[float, float] = (7.0, 3.6), columns: int = 2):
+                 figsize: tuple[float, float] = (7.0, 3.6), columns: int = 2,
+                 figure_layout: str | None = None):
         self.draw = draw
         self.controls = {name: make_control(name, spec) for name, spec in controls.items()}
-        self.figure = Figure(figsize=figsize, dpi=STYLE["figure.dpi"], layout="constrained")
+        # Fixed margins by default: constrained layout would double the time of every redraw.
+        self.figure_layout = figure_layout
+        self.figure = Figure(figsize=figsize, dpi=STYLE["figure.dpi"], layout=figure_layout)
         self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{figsize[0] * 100:.0f}px"))
         self.status = widgets.HTML()
         self.redraw_count = 0
@@ -71,6 +79,8 @@ class FigurePanel(widgets.VBox):
         """Clear the figure, call draw with the current values, and show the new image."""
         self.status.value = "<i>drawing…</i>"
         self.figure.clear()
+        if self.figure_layout is None:
+            self.figure.subplots_adjust(**PANEL_MARGINS)  # clear() forgets them
         use_style()  # globally: an rc_context would reset the inline backend on exit
         try:
             self.draw(self.figure, **self.values)

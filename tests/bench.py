@@ -1,7 +1,8 @@
-"""`make bench`: wall times of every notebook (FAST and FULL, cold and warm cache) and of the
-package's hot functions. Prints a table; nothing here is a pass/fail test.
+"""`make bench`: wall times of every notebook (FAST and FULL, cold and warm cache), of the
+package's hot functions, and the click-to-redraw latency of every notebook's widget in a real
+JupyterLab in Chromium. Prints tables; nothing here is a pass/fail test.
 
-Usage: python tests/bench.py [--notebooks 01 02] [--no-full] [--repeat N]
+Usage: python tests/bench.py [--notebooks 01 02] [--no-full] [--no-browser] [--repeat N] [--clicks N]
 """
 
 from __future__ import annotations
@@ -107,11 +108,37 @@ def bench_functions(repeat: int) -> None:
         print(f"{name:56s}{med:>8.1f}ms{low:>8.1f}ms")
 
 
+def bench_browser(names: list[str] | None, clicks: int) -> None:
+    """Click-to-redraw latency of every notebook's widget in a real JupyterLab + Chromium."""
+    sys.path.insert(0, str(ROOT / "tests" / "browser"))
+    from lab import LabServer, browser_specs, check_notebook, launch_browser
+    from playwright.sync_api import sync_playwright
+
+    paths = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+             if browser_specs(p) and (not names or p.name[:2] in names)]
+    print(f"\n{'widget latency in JupyterLab (click -> new figure decoded)':56s}{'median':>10s}{'max':>10s}")
+    server = LabServer.start(fast=True)
+    try:
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            for path in paths:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                report = check_notebook(page, server, path, clicks=clicks)
+                print(f"{path.stem + f' ({len(report.latencies_ms)} clicks)':56s}"
+                      f"{report.median_ms:>8.0f}ms{max(report.latencies_ms):>8.0f}ms", flush=True)
+                page.close()
+            browser.close()
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", nargs="*", help="two-digit prefixes, e.g. 01 03 (default: all)")
     parser.add_argument("--no-full", action="store_true", help="skip the FULL-mode notebook runs")
     parser.add_argument("--repeat", type=int, default=10, help="calls per timed function")
+    parser.add_argument("--clicks", type=int, default=10, help="widget clicks per notebook in the browser")
+    parser.add_argument("--no-browser", action="store_true", help="skip the JupyterLab latency run")
     args = parser.parse_args()
     import torch
 
@@ -119,6 +146,8 @@ def main() -> None:
           f"python {sys.version.split()[0]}\n")
     bench_notebooks(args.notebooks, full=not args.no_full)
     bench_functions(args.repeat)
+    if not args.no_browser:
+        bench_browser(args.notebooks, args.clicks)
 
 
 if __name__ == "__main__":

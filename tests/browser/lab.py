@@ -1,0 +1,271 @@
+"""Drive a real JupyterLab in headless Chromium: start `make lab` on a free port, open a notebook,
+run it, check every widget rendered, click the control its metadata names, and time the redraw.
+
+Used by tests/browser/test_in_browser.py and by `make bench` (latencies).
+
+A notebook opts in with metadata on the widget's cell, for the k-th widget panel of the notebook:
+    "skipviz": {"browser": {"control": "skips", "restores": true}}
+`control` is the label of a checkbox, toggle button or dropdown inside that panel; `restores`
+says that changing it back must restore the original picture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build" / "browser"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LabServer:
+    """A JupyterLab started by `make lab` in its own process group; stop() ends the whole group."""
+
+    process: subprocess.Popen
+    url: str
+    token: str
+    log: Path
+
+    @classmethod
+    def start(cls, fast: bool = True, timeout: float = 120) -> LabServer:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        settings = BUILD / "lab-settings" / "@jupyterlab" / "notebook-extension"
+        settings.mkdir(parents=True, exist_ok=True)
+        # Attach every cell to the page, so each widget is in the DOM whatever the scroll position.
+        (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+        workspaces = BUILD / "lab-workspaces"
+        shutil.rmtree(workspaces, ignore_errors=True)
+        port, token = free_port(), secrets.token_hex(16)
+        args = (f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
+                f"--IdentityProvider.token={token} --LabApp.expose_app_in_browser=True "
+                f"--LabApp.user_settings_dir={BUILD / 'lab-settings'} "
+                f"--LabApp.workspaces_dir={workspaces} --ServerApp.port_retries=0")
+        env = {**os.environ, "SKIPVIZ_FAST": "1" if fast else "0"}
+        log = BUILD / "jupyterlab.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT, env=env,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = cls(process, f"http://127.0.0.1:{port}", token, log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"`make lab` exited with {process.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/api/status?token={token}", timeout=2):
+                    return server
+            except OSError:
+                time.sleep(0.5)
+        server.stop()
+        raise RuntimeError(f"JupyterLab did not answer within {timeout:.0f} s; see {log}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def launch_browser(playwright):
+    """Debian's chromium, headless; never a browser downloaded by playwright."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        raise RuntimeError("chromium is not installed: run `make browser` (Debian package 'chromium')")
+    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+
+
+@dataclass
+class NotebookReport:
+    name: str
+    widgets: int = 0
+    interactions: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    screenshots: list[str] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+
+def browser_specs(path: Path) -> list[dict | None]:
+    """For each widget panel cell of the notebook, in order, its browser spec (or None)."""
+    nb = json.loads(path.read_text())
+    specs = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        spec = cell.get("metadata", {}).get("skipviz", {}).get("browser")
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+JS_NOTEBOOK = "window.jupyterapp.shell.currentWidget"
+
+JS_RUN_ALL = """async () => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    await panel.context.ready;
+    await panel.sessionContext.ready;
+    await window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');
+    return await window.jupyterapp.commands.execute('notebook:run-all-cells');
+}"""
+
+JS_OUTPUT_SUMMARY = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const errors = [], widgetViews = [];
+    panel.content.widgets.forEach((cell, i) => {
+        if (cell.model.type !== 'code') return;
+        for (const out of cell.model.outputs.toJSON()) {
+            if (out.output_type === 'error') errors.push(`cell ${i}: ${out.ename}: ${out.evalue}`);
+            if (out.data && out.data['WIDGET_MIME']) widgetViews.push(i);
+        }
+    });
+    return {errors, widgetViews, status: panel.sessionContext.session.kernel.status};
+}""".replace("WIDGET_MIME", WIDGET_MIME)
+
+JS_ARM_LATENCY = """(index) => {
+    const img = document.querySelectorAll('.skipviz-panel img')[index];
+    const state = window.__skipviz = {t0: null, t1: null, before: img.src};
+    const start = () => { if (state.t0 === null) state.t0 = performance.now(); };
+    for (const type of ['pointerdown', 'click', 'change']) {
+        document.addEventListener(type, start, {capture: true, once: true});
+    }
+    const observer = new MutationObserver(async () => {
+        if (img.src === state.before) return;
+        observer.disconnect();
+        await img.decode();
+        state.t1 = performance.now();
+    });
+    observer.observe(img, {attributes: true, attributeFilter: ['src']});
+}"""
+
+JS_IMAGE_PIXELS = """async (index) => {
+    const img = document.querySelectorAll('.skipviz-panel img')[index];
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    canvas.getContext('2d').drawImage(img, 0, 0);
+    return canvas.toDataURL();
+}"""
+
+
+def _control(panel, label: str):
+    """The element of the control labelled `label` inside one panel."""
+    box = panel.locator(".widget-checkbox", has_text=label)
+    if box.count():
+        return "checkbox", box.locator("input[type=checkbox]").first
+    button = panel.get_by_role("button", name=label, exact=True)
+    if button.count():
+        return "button", button.first
+    select = panel.get_by_label(label, exact=True)
+    if select.count() and select.first.evaluate("e => e.tagName") == "SELECT":
+        return "select", select.first
+    raise AssertionError(f"no checkbox, toggle button or dropdown labelled {label!r} in the panel")
+
+
+def _change(kind: str, element, forward: bool) -> None:
+    if kind in ("checkbox", "button"):
+        element.click()
+    else:
+        options = element.locator("option").all_inner_texts()
+        current = element.input_value()
+        i = options.index(current) if current in options else 0
+        element.select_option(options[(i + (1 if forward else -1)) % len(options)])
+
+
+def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
+                   run_timeout_ms: int = 180_000, redraw_timeout_ms: int = 30_000) -> NotebookReport:
+    """Open, run all, check widgets, interact as a student; raise AssertionError on any failure."""
+    report = NotebookReport(path.stem)
+    shots = BUILD / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+
+    def fail(message: str) -> None:
+        shot = shots / f"{path.stem}-failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{path.name}: {message} (screenshot: {shot})")
+
+    page.goto(f"{server.url}/lab/tree/{path.name}?reset&token={server.token}")
+    page.wait_for_function(f"() => window.jupyterapp && {JS_NOTEBOOK} && "
+                           f"{JS_NOTEBOOK}.context && {JS_NOTEBOOK}.context.path.endsWith('{path.name}')",
+                           timeout=60_000)
+    page.wait_for_function(f"() => {JS_NOTEBOOK}.sessionContext.session?.kernel?.status === 'idle'",
+                           timeout=60_000)
+    page.set_default_timeout(run_timeout_ms)
+    ok = page.evaluate(JS_RUN_ALL)
+    summary = page.evaluate(JS_OUTPUT_SUMMARY)
+    if summary["errors"]:
+        fail("error output: " + "; ".join(summary["errors"]))
+    if not ok:
+        fail("run-all did not finish cleanly")
+    page.set_default_timeout(30_000)
+    if page.get_by_text("Error displaying widget").count():
+        fail("'Error displaying widget' on the page")
+    report.widgets = len(summary["widgetViews"])
+    views = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
+    if views.count() != report.widgets:
+        fail(f"{report.widgets} widget outputs in the notebook but {views.count()} on the page")
+    for i in range(views.count()):
+        box = views.nth(i).bounding_box()
+        if box is None or box["height"] < 5:
+            fail(f"widget output {i} is empty on the page")
+
+    specs = browser_specs(path)
+    panels = page.locator(".skipviz-panel")
+    if panels.count() < len(specs):
+        fail(f"metadata names {len(specs)} widget panels but {panels.count()} rendered")
+    for k, spec in enumerate(specs):
+        panel = panels.nth(k)
+        img = panel.locator("img").first
+        page.wait_for_function("(i) => { const im = document.querySelectorAll('.skipviz-panel img')[i];"
+                               " return im && im.complete && im.naturalWidth > 0; }", arg=k)
+        panel.scroll_into_view_if_needed()
+        kind, element = _control(panel, spec["control"])
+        original = page.evaluate(JS_IMAGE_PIXELS, k)
+        before_shot = shots / f"{path.stem}-panel{k}-before.png"
+        panel.screenshot(path=str(before_shot))
+        report.screenshots.append(str(before_shot))
+        for click in range(clicks):
+            page.evaluate(JS_ARM_LATENCY, k)
+            _change(kind, element, forward=click % 2 == 0)
+            try:
+                page.wait_for_function("() => window.__skipviz.t1 !== null", timeout=redraw_timeout_ms)
+            except Exception:
+                fail(f"changing {spec['control']!r} did not redraw the figure of panel {k}")
+            t = page.evaluate("() => window.__skipviz")
+            report.latencies_ms.append(t["t1"] - t["t0"])
+            report.interactions += 1
+            pixels = page.evaluate(JS_IMAGE_PIXELS, k)
+            if click == 0:
+                after_shot = shots / f"{path.stem}-panel{k}-after.png"
+                img.screenshot(path=str(after_shot))
+                report.screenshots.append(str(after_shot))
+                if pixels == original:
+                    fail(f"changing {spec['control']!r} left the picture of panel {k} unchanged")
+            elif click % 2 == 1 and spec.get("restores") and pixels != original:
+                fail(f"changing {spec['control']!r} back did not restore the picture of panel {k}")
+    return report

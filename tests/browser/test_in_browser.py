@@ -1,0 +1,107 @@
+"""Every notebook in a real JupyterLab (started by `make lab`) in headless Chromium: it runs in
+FAST mode without errors, every widget renders, and the control named in its metadata redraws
+the figure when clicked (and restores it when clicked back). Screenshots: build/browser/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from lab import BUILD, ROOT, LabServer, browser_specs, check_notebook, launch_browser
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+if shutil.which("chromium") is None:
+    reason = "chromium is not installed (`make browser` installs Debian's package)"
+    if os.environ.get("SKIPVIZ_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def server():
+    lab = LabServer.start(fast=True)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = launch_browser(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.mark.real_cache
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_in_jupyterlab(server, page, path):
+    report = check_notebook(page, server, path)
+    assert report.widgets >= len(browser_specs(path))
+    assert report.interactions == 6 * len(browser_specs(path))
+    results = BUILD / "latency.json"
+    data = json.loads(results.read_text()) if results.exists() else {}
+    data[path.stem] = {"latencies_ms": report.latencies_ms, "median_ms": report.median_ms,
+                       "widgets": report.widgets}
+    results.write_text(json.dumps(data, indent=1))
+
+
+def test_server_is_stopped_after_use():
+    lab = LabServer.start(fast=True)
+    lab.stop()
+    assert lab.process.poll() is not None
+
+
+def _scratch_notebook(name: str, cells: list[tuple[str, dict]]):
+    """Write a throw-away notebook into notebooks/ (where the server can open it)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for source, metadata in cells:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata.update(metadata)
+        nb.cells.append(cell)
+    path = ROOT / "notebooks" / name
+    nbformat.write(nb, path)
+    return path
+
+
+def test_checker_reports_error_outputs(server, page):
+    path = _scratch_notebook("_check_errors.ipynb", [("1 / 0", {})])
+    try:
+        with pytest.raises(AssertionError, match=r"_check_errors.ipynb: error output: .*ZeroDivisionError.*screenshot"):
+            check_notebook(page, server, path)
+    finally:
+        path.unlink()
+
+
+def test_checker_reports_a_click_that_changes_nothing(server, page):
+    source = ("from skipviz import widgets\n"
+              "def draw(fig, skips):\n"
+              "    fig.add_subplot().plot([0, 1], [0, 1])  # ignores the control\n"
+              "widgets.FigurePanel(draw, {'skips': True})")
+    path = _scratch_notebook("_check_unchanged.ipynb",
+                             [(source, {"skipviz": {"browser": {"control": "skips", "restores": True}}})])
+    try:
+        with pytest.raises(AssertionError, match="did not redraw|left the picture of panel 0 unchanged"):
+            check_notebook(page, server, path, clicks=2, redraw_timeout_ms=3_000)
+    finally:
+        path.unlink()
