@@ -148,7 +148,7 @@ JS_OUTPUT_SUMMARY = """() => {
 }""".replace("WIDGET_MIME", WIDGET_MIME)
 
 JS_ARM_LATENCY = """(index) => {
-    const img = document.querySelectorAll('.skipviz-panel img')[index];
+    const img = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.skipviz-panel img')[index];
     const state = window.__skipviz = {t0: null, t1: null, before: img.src};
     const start = () => { if (state.t0 === null) state.t0 = performance.now(); };
     for (const type of ['pointerdown', 'click', 'change']) {
@@ -164,7 +164,7 @@ JS_ARM_LATENCY = """(index) => {
 }"""
 
 JS_IMAGE_PIXELS = """async (index) => {
-    const img = document.querySelectorAll('.skipviz-panel img')[index];
+    const img = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.skipviz-panel img')[index];
     await img.decode();
     const canvas = document.createElement('canvas');
     canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
@@ -223,10 +223,11 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
     if not ok:
         fail("run-all did not finish cleanly")
     page.set_default_timeout(30_000)
-    if page.get_by_text("Error displaying widget").count():
+    if page.get_by_text("Error displaying widget").count():  # anywhere on the page
         fail("'Error displaying widget' on the page")
     report.widgets = len(summary["widgetViews"])
-    views = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
+    notebook = page.locator(".jp-NotebookPanel:visible")  # the open notebook only, never a hidden tab
+    views = notebook.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
     if views.count() != report.widgets:
         fail(f"{report.widgets} widget outputs in the notebook but {views.count()} on the page")
     for i in range(views.count()):
@@ -235,13 +236,13 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
             fail(f"widget output {i} is empty on the page")
 
     specs = browser_specs(path)
-    panels = page.locator(".skipviz-panel")
+    panels = notebook.locator(".skipviz-panel")
     if panels.count() < len(specs):
         fail(f"metadata names {len(specs)} widget panels but {panels.count()} rendered")
     for k, spec in enumerate(specs):
         panel = panels.nth(k)
         img = panel.locator("img").first
-        page.wait_for_function("(i) => { const im = document.querySelectorAll('.skipviz-panel img')[i];"
+        page.wait_for_function("(i) => { const im = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.skipviz-panel img')[i];"
                                " return im && im.complete && im.naturalWidth > 0; }", arg=k)
         panel.scroll_into_view_if_needed()
         kind, element = _control(panel, spec["control"])
