@@ -176,6 +176,9 @@ class ResidualBlock(nn.Module):
         make_norm = (lambda: nn.BatchNorm1d(width)) if norm == "batch" else nn.Identity
         self.norms = nn.ModuleList(make_norm() for _ in range(span))
 
+    def extra_repr(self) -> str:
+        return f"block={self.block!r}, span={self.span}, branch_scale={self.branch_scale:g}"
+
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """The residual branch, before the skip is added (and, for v1, before the last act)."""
         if self.block == "preact":

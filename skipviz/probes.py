@@ -42,12 +42,15 @@ def _rms(t: torch.Tensor) -> float:
     return t.detach().double().pow(2).mean().sqrt().item()
 
 
-def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerProbe:
+def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False) -> LayerProbe:
     """Forward and backward once on (x, y) and read every layer of `model.probe_layers`.
 
     x: (batch, ...) inputs; y: (batch,) int64 class labels (cross-entropy loss) or float targets
-    of the output's shape (mean squared error). The model's gradients are zeroed afterwards and its
-    train/eval mode is restored; batch-norm layers run in eval mode so nothing is updated.
+    of the output's shape (mean squared error). By default the model runs in eval mode, so
+    batch-norm layers use their running averages; batch_stats=True runs it in train mode, so they
+    normalize with this batch's statistics, as during training (at initialization the running
+    averages are 0 and 1, and eval-mode batch norm does nothing). Either way the model is left as
+    it was: gradients cleared, buffers (running averages) and train/eval mode restored.
     """
     layers = getattr(model, "probe_layers", None)
     if layers is None or len(layers) == 0:
@@ -62,7 +65,8 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerProbe:
 
     handles = [layer.register_forward_hook(keep) for layer in layers]
     was_training = model.training
-    model.eval()
+    saved_buffers = {name: buf.clone() for name, buf in model.named_buffers()}
+    model.train(batch_stats)
     try:
         model.zero_grad(set_to_none=True)
         out = model(x)
@@ -84,6 +88,9 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerProbe:
         for h in handles:
             h.remove()
         model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, buf in model.named_buffers():
+                buf.copy_(saved_buffers[name])
         model.train(was_training)
     return result
 

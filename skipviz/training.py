@@ -18,7 +18,7 @@ from .data import Dataset
 from .settings import cache_dir, fast_mode
 
 OPTIMIZERS = ("adam", "sgd")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -160,7 +160,10 @@ def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
 def cache_key(model: nn.Module, dataset: Dataset, settings: dict) -> str:
     """A hex digest of everything that determines the trained weights."""
     h = hashlib.sha256()
-    h.update(f"format={CACHE_FORMAT}|{type(model).__name__}|{model!r}|{sorted(settings.items())}".encode())
+    # The constructor's config names what the weights alone cannot (v1 and v2 blocks share shapes).
+    config = sorted(getattr(model, "config", {}).items())
+    h.update(f"format={CACHE_FORMAT}|{type(model).__name__}|{config}|{model!r}|"
+             f"{sorted(settings.items())}".encode())
     h.update(str(getattr(model, "skips", [])).encode())
     h.update(dataset.fingerprint().encode())
     for name, t in model.state_dict().items():

@@ -18,7 +18,8 @@ PANEL_MARGINS = dict(left=0.12, right=0.97, bottom=0.17, top=0.9, wspace=0.3)
 def make_control(name: str, spec: Any) -> widgets.Widget:
     """Build a control from a short spec.
 
-    A widget is used as it is; a list of options -> Dropdown (first option selected);
+    A widget is used as it is; a list of options, or of (label, value) pairs -> Dropdown (first
+    option selected);
     a bool -> Checkbox; (min, max, step[, value]) of ints -> IntSlider, of floats -> FloatSlider.
     Sliders redraw when released, not while dragged.
     """
@@ -27,7 +28,8 @@ def make_control(name: str, spec: Any) -> widgets.Widget:
     if isinstance(spec, bool):
         return widgets.Checkbox(value=spec, description=name, indent=False)
     if isinstance(spec, list) and spec:
-        return widgets.Dropdown(options=spec, value=spec[0], description=name)
+        pairs = all(isinstance(o, tuple) and len(o) == 2 for o in spec)
+        return widgets.Dropdown(options=spec, value=spec[0][1] if pairs else spec[0], description=name)
     if isinstance(spec, tuple) and len(spec) in (3, 4) and all(isinstance(v, (int, float)) for v in spec):
         lo, hi, step = spec[:3]
         value = spec[3] if len(spec) == 4 else lo

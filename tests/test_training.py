@@ -61,6 +61,12 @@ def test_cache_key_covers_configuration(spirals):
     off = make()
     off.skips = [True, False, True]
     assert base != training.cache_key(off, spirals, s)
+    # Same seed and shapes, so the same initial weights: only the block type tells them apart.
+    keys = {training.cache_key(models.ResidualMLP(2, 3, width=32, depth=3, block=b, seed=0), spirals, s)
+            for b in models.BLOCKS}
+    assert len(keys) == len(models.BLOCKS)
+    scaled = models.ResidualMLP(2, 3, width=32, depth=3, branch_scale=0.5)
+    assert base != training.cache_key(scaled, spirals, s)
 
 
 def _only_cache_file():
@@ -103,7 +109,7 @@ def test_malicious_cache_file_never_runs_code(spirals, tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    torch.save({"format": 1, "payload": Evil()}, path)
+    torch.save({"format": training.CACHE_FORMAT, "payload": Evil()}, path)
     with pytest.warns(UserWarning, match="retraining"):
         training.fit(make(), spirals, steps=5)
     assert not marker.exists()

@@ -36,6 +36,13 @@ def test_panel_shows_value_errors_instead_of_raising():
     assert panel.redraw_count == 2 and bytes(panel.image.value).startswith(b"\x89PNG")
 
 
+def test_dropdown_with_labelled_values():
+    control = widgets.make_control("scale", [("1", 1.0), ("1/√depth", "sqrt")])
+    assert control.value == 1.0
+    control.label = "1/√depth"
+    assert control.value == "sqrt"
+
+
 def test_bad_control_spec():
     with pytest.raises(ValueError, match="spec must be"):
         widgets.make_control("x", {"a": 1})

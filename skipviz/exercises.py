@@ -1,0 +1,100 @@
+"""Automatic feedback for the notebooks' exercises: check a student's residual block against the
+reference and say, in words, what it computes instead."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._validation import check_choice, check_int
+
+relu = torch.relu
+# What a two-layer block might compute, given its two Linear layers f1, f2 (applied in order).
+FORMULAS: dict[str, tuple[str, Callable]] = {
+    "v1": ("σ(W₂ σ(W₁x) + x)", lambda x, f1, f2: relu(f2(relu(f1(x))) + x)),
+    "v2": ("σ(W₂ σ(W₁x)) + x", lambda x, f1, f2: relu(f2(relu(f1(x)))) + x),
+    "preact": ("x + W₂ σ(W₁ σ(x))", lambda x, f1, f2: x + f2(relu(f1(relu(x))))),
+    "linear end": ("W₂ σ(W₁x) + x", lambda x, f1, f2: f2(relu(f1(x))) + x),
+    "no skip": ("σ(W₂ σ(W₁x))", lambda x, f1, f2: relu(f2(relu(f1(x))))),
+    "no skip, linear end": ("W₂ σ(W₁x)", lambda x, f1, f2: f2(relu(f1(x)))),
+}
+HINTS = {
+    "no skip": "The skip is missing: the output is the branch alone. Add the block's input x.",
+    "no skip, linear end": "The skip is missing: the output is the branch alone. Add the block's input x.",
+    "v1": "The ReLU comes after the addition, so the skip joins before the last nonlinearity.",
+    "linear end": "There is no ReLU after the second layer.",
+    "preact": "The ReLUs come before each layer (pre-activation), not after.",
+    "v2": "The ReLU is applied to the branch, and the skip is added after it.",
+}
+BLOCK_NAMES = {"v1": "a V1 block", "v2": "a V2 block", "preact": "a pre-activation block"}
+
+
+@dataclass
+class CheckResult:
+    """The verdict of a check: `ok`, and a message saying what is right or wrong."""
+
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return ("✅ " if self.ok else "❌ ") + self.message
+
+    def _repr_html_(self) -> str:
+        color = "#1e8449" if self.ok else "#b03a2e"
+        mark = "✅" if self.ok else "❌"
+        return f'<div style="color:{color}">{mark} {html.escape(self.message)}</div>'
+
+
+def check_block(block_class: type, block: str = "v2", width: int = 16, seed: int = 0) -> CheckResult:
+    """Check that `block_class(width)` is a two-layer residual block of the given kind.
+
+    The student's two nn.Linear(width, width) layers are used in both possible orders; the
+    output on a random batch (64, width) is compared with every formula in FORMULAS, so a wrong
+    block is named ("the skip is missing", "the ReLU comes after the addition", ...).
+    block: 'v1', 'v2' or 'preact'.
+    """
+    check_choice("block", block, ("v1", "v2", "preact"))
+    check_int("width", width, minimum=2)
+    expected_formula = FORMULAS[block][0]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = block_class(width)
+    except Exception as err:
+        return CheckResult(False, f"{block_class.__name__}({width}) raised {type(err).__name__}: {err}")
+    if not isinstance(module, nn.Module):
+        return CheckResult(False, f"{block_class.__name__} must be an nn.Module subclass")
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    shapes = [tuple(m.weight.shape) for m in linears]
+    if shapes != [(width, width)] * 2:
+        return CheckResult(False, f"{BLOCK_NAMES[block]} has exactly two nn.Linear(width, width) "
+                                  f"layers; {block_class.__name__}({width}) has weights of shapes {shapes}")
+    x = torch.randn(64, width, generator=torch.Generator().manual_seed(seed + 1))
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except Exception as err:
+        return CheckResult(False, f"calling the block on a batch of shape {tuple(x.shape)} raised "
+                                  f"{type(err).__name__}: {err}")
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return CheckResult(False, f"the output has shape {got}; a residual block must return the "
+                                  f"shape of its input, {tuple(x.shape)}")
+    with torch.no_grad():
+        for name, (formula, compute) in FORMULAS.items():
+            for f1, f2 in (linears, linears[::-1]):
+                if torch.allclose(out, compute(x, f1, f2), atol=1e-5, rtol=1e-4):
+                    if name == block:
+                        return CheckResult(True, f"correct: your block computes {formula}.")
+                    return CheckResult(False, f"your block computes {formula}, but {BLOCK_NAMES[block]} "
+                                              f"computes {expected_formula}. {HINTS[name]}")
+        err = (out - FORMULAS[block][1](x, *linears)).abs().max().item()
+    return CheckResult(False, f"the output differs from {expected_formula} by up to {err:.3g} and "
+                              f"matches none of the usual mistakes; print the shapes and values step by step.")
