@@ -229,11 +229,19 @@ class ResidualMLP(SkipNet):
             init_weights(self, init)
         self._init_skips(depth)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Input (batch, in_dim) -> the first hidden state x_0 (batch, width)."""
+        return self.stem(x)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Last hidden state (batch, width) -> output (batch, out_dim)."""
+        return self.head(h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        x = self.embed(x)
         for block, skip in zip(self.blocks, self._skips):
             x = block(x, skip)
-        return self.head(x)
+        return self.readout(x)
 
 
 class SkipBlock1d(nn.Module):
@@ -269,9 +277,13 @@ class SkipBlock1d(nn.Module):
         x = x[..., :: self.stride]
         return torch.cat([x, x], dim=1) if self.out_ch == 2 * self.in_ch else x
 
-    def forward(self, x: torch.Tensor, skip: bool = True) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The two conv-BN-ReLU layers, before the shortcut is added."""
         out = torch.relu(self.bn1(self.conv1(x)))
-        out = torch.relu(self.bn2(self.conv2(out)))
+        return torch.relu(self.bn2(self.conv2(out)))
+
+    def forward(self, x: torch.Tensor, skip: bool = True) -> torch.Tensor:
+        out = self.branch(x)
         if skip:
             out = out + self.shortcut(x)
         return out
@@ -306,11 +318,19 @@ class SkipConvNet(SkipNet):
             self.head = nn.Linear(2 * channels, num_classes)
         self._init_skips(depth)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Input (batch, length) -> the first hidden state (batch, channels, length)."""
+        return self.stem(x.unsqueeze(1))
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Last hidden state (batch, channels, length) -> logits (batch, num_classes)."""
+        return self.head(h.mean(dim=2))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x.unsqueeze(1))  # (batch, length) -> (batch, channels, length)
+        x = self.embed(x)
         for block, skip in zip(self.blocks, self._skips):
             x = block(x, skip)
-        return self.head(x.mean(dim=2))
+        return self.readout(x)
 
 
 def count_parameters(model: nn.Module) -> int:

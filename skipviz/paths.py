@@ -1,0 +1,273 @@
+"""The unraveled view of residual networks (Veit et al. 2016): path counts, lesions, block
+reordering, and the gradient split by path length, sampled (Veit's way) and exact.
+
+A residual block computes x' = skip(x) + branch(x) (V1: x' = act(x + F(x))). Its Jacobian is
+S + B, the skip part plus the branch part, so the Jacobian of n blocks is a sum over 2^n
+products: one per path, a path of length k taking the branch in k blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ._validation import check_int
+from .data import Dataset
+from .training import evaluate
+
+# ---------------------------------------------------------------------------- counting paths
+
+
+def path_counts(n: int) -> torch.Tensor:
+    """Number of paths of each length 0..n through n residual blocks: binomial(n, k), shape (n+1,).
+
+    Exact (float64 holds every count exactly up to n = 55 and approximates beyond).
+    """
+    check_int("n", n, minimum=0)
+    return torch.tensor([float(math.comb(n, k)) for k in range(n + 1)], dtype=torch.float64)
+
+
+def path_length_distribution(n: int) -> torch.Tensor:
+    """Fraction of the 2^n paths that have each length 0..n: Binomial(n, 1/2), shape (n+1,)."""
+    check_int("n", n, minimum=0)
+    return torch.tensor([math.comb(n, k) / 2**n for k in range(n + 1)], dtype=torch.float64)
+
+
+def fraction_in_range(n: int, low: int, high: int) -> float:
+    """Exact fraction of the 2^n paths whose length lies in [low, high] (inclusive)."""
+    check_int("n", n, minimum=0)
+    if not 0 <= low <= high <= n:
+        raise ValueError(f"need 0 <= low <= high <= n = {n}; got low={low}, high={high}")
+    return sum(math.comb(n, k) for k in range(low, high + 1)) / 2**n
+
+
+def central_range(n: int, mass: float = 0.95) -> tuple[int, int]:
+    """The narrowest range [low, high] centred on n/2 holding at least `mass` of the paths."""
+    check_int("n", n, minimum=0)
+    if not 0 < mass <= 1:
+        raise ValueError(f"mass must be in (0, 1]; got {mass}")
+    for half in range(n + 1):
+        low, high = math.floor(n / 2 - half), math.ceil(n / 2 + half)
+        low, high = max(low, 0), min(high, n)
+        if fraction_in_range(n, low, high) >= mass:
+            return low, high
+    return 0, n
+
+
+# ---------------------------------------------------------------------------- blocks
+
+
+def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList:
+    """The residual blocks of a skipviz ResidualMLP or SkipConvNet.
+
+    Raises ValueError for a model without skips, and, with same_shape=True, for a model with a
+    block that changes the shape of its input (such blocks cannot trade places).
+    """
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not getattr(model, "num_skips", 0):
+        raise ValueError(f"{type(model).__name__} has no residual blocks with skips; "
+                         "expected a skipviz ResidualMLP or SkipConvNet")
+    if same_shape:
+        for i, block in enumerate(blocks):
+            if getattr(block, "changes_shape", False):
+                raise ValueError(f"block {i} changes the shape of its input, so the blocks cannot "
+                                 "be reordered; use a model whose blocks all keep their shape")
+    return blocks
+
+
+def _deletable_layers(model: nn.Module) -> tuple[nn.ModuleList, int]:
+    """(the layers a lesion may delete, the first deletable index)."""
+    if getattr(model, "blocks", None) is not None:
+        return model.blocks, 0
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has neither blocks nor layers to delete")
+    return layers, 1  # a plain net's first layer maps the input to the width: it has no identity
+
+
+def _check_indices(indices: Sequence[int], n: int, first: int, what: str) -> list[int]:
+    out = []
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, int) or not first <= i < n:
+            raise ValueError(f"{what} index must be an integer in {first}..{n - 1}; got {i!r}")
+        out.append(i)
+    return out
+
+
+def _identity_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What a block outputs with its branch removed: the skip alone."""
+    if getattr(block, "block", None) == "v1":
+        return block.act(x)  # V1: act(x + 0)
+    if getattr(block, "changes_shape", False):
+        return block.shortcut(x)
+    return x
+
+
+@contextlib.contextmanager
+def deleted(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
+    """Temporarily delete blocks: a residual block keeps only its skip, a plain layer becomes the
+    identity. The model is unchanged afterwards."""
+    layers, first = _deletable_layers(model)
+    chosen = _check_indices(indices, len(layers), first, "deleted block")
+    handles = [layers[i].register_forward_hook(lambda m, inputs, _out: _identity_output(m, inputs[0]))
+               for i in chosen]
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def lesion(model: nn.Module, dataset: Dataset, deleted_blocks: Sequence[int]) -> float:
+    """Test accuracy (0..1) with the listed blocks deleted (see `deleted`), in eval mode; the
+    model is unchanged afterwards."""
+    if dataset.task != "classification":
+        raise ValueError("lesion needs a classification data set (it reports test accuracy)")
+    with deleted(model, deleted_blocks):
+        return evaluate(model, dataset, "test")[1]
+
+
+@contextlib.contextmanager
+def reordered(model: nn.Module, order: Sequence[int]) -> Iterator[nn.Module]:
+    """Temporarily run the residual blocks in another order (a permutation of 0..n-1)."""
+    blocks = residual_blocks(model, same_shape=True)
+    n = len(blocks)
+    if sorted(order) != list(range(n)):
+        raise ValueError(f"order must be a permutation of 0..{n - 1}; got {list(order)!r}")
+    original = list(blocks)
+    for position, i in enumerate(order):
+        blocks[position] = original[i]
+    try:
+        yield model
+    finally:
+        for position, block in enumerate(original):
+            blocks[position] = block
+
+
+def kendall_tau(order: Sequence[int]) -> float:
+    """Kendall's rank correlation between `order` and 0..n-1: 1 unchanged, -1 reversed."""
+    n = len(order)
+    if n < 2:
+        raise ValueError("need at least 2 elements")
+    concordant = sum(1 if order[i] < order[j] else -1 for i in range(n) for j in range(i + 1, n))
+    return concordant / (n * (n - 1) / 2)
+
+
+# ---------------------------------------------------------------------------- gradients by path
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if y.is_floating_point():
+        return nn.functional.mse_loss(out, y)
+    return nn.functional.cross_entropy(out, y)
+
+
+def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k stacked copies of the batch x, as one batch (k * batch, ...) that requires grad."""
+    return x.detach().unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:]).requires_grad_(True)
+
+
+def _split_vjps(block: nn.Module, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S^T u, B^T u) for one block at its input x (batch, ...), cotangents u (K, batch, ...) at
+    its output; both results have shape (K, *x.shape). Each copy of the batch is independent, so
+    one backward pass through K stacked copies gives all K vector-Jacobian products."""
+    k = u.shape[0]
+    xs = _repeat(x, k)
+    flat_u = u.reshape(k * x.shape[0], *u.shape[2:])
+    branch = block.branch(xs)
+    if getattr(block, "block", None) == "v1":
+        # x' = act(x + F(x)): S = D and B = D J_F, with D the derivative of act at x + F(x).
+        pre = (branch + xs).detach().requires_grad_(True)
+        (gated,) = torch.autograd.grad(block.act(pre), pre, flat_u)
+        skip_part = gated
+        (branch_part,) = torch.autograd.grad(branch, xs, gated)
+    else:
+        # x' = shortcut(x) + branch(x): S is the shortcut's Jacobian (the identity, or a linear map
+        # when the block changes the shape), B the branch's.
+        shortcut = block.shortcut(xs) if hasattr(block, "shortcut") else xs
+        (skip_part,) = torch.autograd.grad(shortcut, xs, flat_u) if shortcut is not xs else (flat_u,)
+        (branch_part,) = torch.autograd.grad(branch, xs, flat_u)
+    return skip_part.reshape(k, *x.shape), branch_part.reshape(k, *x.shape)
+
+
+def _forward_parts(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Block inputs x_0..x_{n-1}, dL/dx_n, and a function mapping cotangents at x_0 to the input."""
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one example")
+    blocks = residual_blocks(model)
+    if not all(model.skips):
+        raise ValueError("switch every skip on first: the decomposition needs the skips "
+                         f"(model.skips = [True] * {model.num_skips})")
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) and model.training:
+        raise ValueError("put the model in eval mode: in train mode batch norm mixes the examples")
+    with torch.no_grad():
+        h = model.embed(x)
+        inputs = []
+        for block in blocks:
+            inputs.append(h)
+            h = block(h, True)
+    h_last = h.requires_grad_(True)
+    (g,) = torch.autograd.grad(_loss(model.readout(h_last), y), h_last)
+
+    def to_input(u: torch.Tensor) -> torch.Tensor:
+        """Carry cotangents (K, *x_0.shape) at x_0 back through the embedding: (K, *x.shape)."""
+        k = u.shape[0]
+        xs = _repeat(x, k)
+        (grad,) = torch.autograd.grad(model.embed(xs), xs, u.reshape(k * x.shape[0], *u.shape[2:]))
+        return grad.reshape(k, *x.shape)
+
+    return inputs, g, to_input
+
+
+def gradient_by_path_length(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The exact split of dL/dx by path length: shape (n+1, *x.shape), entry k = length-k part.
+
+    L is the mean cross-entropy for integer labels y, else the mean squared error. The entries
+    sum to autograd's gradient. A dynamic program from the last block to the first,
+    u_k <- S^T u_k + B^T u_{k-1}, needs one batched vector-Jacobian product per block instead of
+    2^n paths. The model must be in eval mode if it has batch norm, and have all skips on.
+    """
+    inputs, g, to_input = _forward_parts(model, x, y)
+    n = len(inputs)
+    u = g.unsqueeze(0)  # u[k]: the part of dL/dx_l that took the branch in k of blocks l..n-1
+    for layer in range(n - 1, -1, -1):
+        skip_part, branch_part = _split_vjps(model.blocks[layer], inputs[layer], u)
+        u = torch.zeros(len(u) + 1, *inputs[layer].shape, dtype=g.dtype)
+        u[:-1] += skip_part    # through the skip: the length stays
+        u[1:] += branch_part   # through the branch: one block longer
+    return to_input(u)
+
+
+def sampled_path_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                           samples: int = 20, lengths: Sequence[int] | None = None,
+                           seed: int = 0) -> torch.Tensor:
+    """Veit et al.'s measurement: the mean gradient norm at the input of one path of each length.
+
+    For each length k, `samples` random sets of k blocks are drawn; the backward pass goes
+    through the branch of those blocks and the skip of the others. Returns (n+1,) float64: the
+    mean over samples and examples of the per-example L2 norm of that path's gradient (NaN for
+    lengths not asked for). Multiply by `path_counts(n)` for Veit's "total gradient magnitude".
+    """
+    check_int("samples", samples)
+    inputs, g, to_input = _forward_parts(model, x, y)
+    n = len(inputs)
+    lengths = list(range(n + 1)) if lengths is None else list(lengths)
+    _check_indices(lengths, n + 1, 0, "path length")
+    gen = torch.Generator().manual_seed(seed)
+    takes_branch = torch.zeros(len(lengths) * samples, n, dtype=torch.bool)
+    for row, k in enumerate(k for k in lengths for _ in range(samples)):
+        takes_branch[row, torch.randperm(n, generator=gen)[:k]] = True
+    u = g.unsqueeze(0).expand(len(takes_branch), *g.shape)
+    for layer in range(n - 1, -1, -1):
+        skip_part, branch_part = _split_vjps(model.blocks[layer], inputs[layer], u)
+        mask = takes_branch[:, layer].view(-1, *([1] * inputs[layer].dim()))
+        u = torch.where(mask, branch_part, skip_part)
+    norms = to_input(u).flatten(2).norm(dim=2).mean(dim=1).double()
+    result = torch.full((n + 1,), float("nan"), dtype=torch.float64)
+    for i, k in enumerate(lengths):
+        result[k] = norms[i * samples: (i + 1) * samples].mean()
+    return result
