@@ -266,7 +266,7 @@ def sampled_path_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         skip_part, branch_part = _split_vjps(model.blocks[layer], inputs[layer], u)
         mask = takes_branch[:, layer].view(-1, *([1] * inputs[layer].dim()))
         u = torch.where(mask, branch_part, skip_part)
-    norms = to_input(u).flatten(2).norm(dim=2).mean(dim=1).double()
+    norms = to_input(u).double().flatten(2).norm(dim=2).mean(dim=1)  # squares underflow in float32
     result = torch.full((n + 1,), float("nan"), dtype=torch.float64)
     for i, k in enumerate(lengths):
         result[k] = norms[i * samples: (i + 1) * samples].mean()

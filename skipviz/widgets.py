@@ -97,6 +97,9 @@ class FigurePanel(widgets.VBox):
 class SkipToggles(widgets.VBox):
     """One toggle button per skip connection (pressed = skip on), plus preset buttons.
 
+    Buttons are labelled 1..n unless `labels` are given; the grid can stand for any list of
+    switches (notebook 03 uses it for the blocks kept in a lesion study).
+
     `value` is the list of booleans; when `model` is given every change is written to
     `model.skips`. Observe `value` (as FigurePanel does) to redraw on every toggle.
     """
@@ -105,7 +108,7 @@ class SkipToggles(widgets.VBox):
 
     def __init__(self, model: Any = None, n: int | None = None, columns: int = 10,
                  presets: Mapping[str, Callable[[int], Sequence[bool]]] | None = None,
-                 description: str = "skips"):
+                 description: str = "skips", labels: Sequence[str] | None = None):
         if model is None and n is None:
             raise ValueError("give a model (with .skips) or the number of skips n")
         self.model = model
@@ -114,9 +117,12 @@ class SkipToggles(widgets.VBox):
             raise ValueError(f"n must equal len(model.skips) = {len(start)}; got {n}")
         if not start:
             raise ValueError("this model has no skip connections to toggle")
-        self.buttons = [widgets.ToggleButton(value=v, description=str(i + 1), tooltip=f"skip {i + 1}",
+        labels = [str(i + 1) for i in range(len(start))] if labels is None else [str(x) for x in labels]
+        if len(labels) != len(start):
+            raise ValueError(f"labels must have length {len(start)}; got {len(labels)}")
+        self.buttons = [widgets.ToggleButton(value=v, description=label, tooltip=f"{description} {label}",
                                              layout=widgets.Layout(width="44px"))
-                        for i, v in enumerate(start)]
+                        for label, v in zip(labels, start)]
         for b in self.buttons:
             b.observe(self._on_button, names="value")
         self.preset_buttons = []

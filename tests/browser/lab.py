@@ -53,6 +53,10 @@ class LabServer:
         settings.mkdir(parents=True, exist_ok=True)
         # Attach every cell to the page, so each widget is in the DOM whatever the scroll position.
         (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+        # No "get notified about news?" prompt over the page (and no request for news offline).
+        news = BUILD / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True, exist_ok=True)
+        (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
         workspaces = BUILD / "lab-workspaces"
         shutil.rmtree(workspaces, ignore_errors=True)
         port, token = free_port(), secrets.token_hex(16)
