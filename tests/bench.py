@@ -62,7 +62,7 @@ def bench_functions(repeat: int) -> None:
     import torch
     from matplotlib.figure import Figure
 
-    from skipviz import data, models, plots, probes, training, widgets
+    from skipviz import data, models, paths, plots, probes, training, widgets
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SKIPVIZ_CACHE"] = tmp
@@ -77,6 +77,12 @@ def bench_functions(repeat: int) -> None:
         res = models.ResidualMLP(40, 10, width=128, depth=40)
         rows.append(("probes.probe, residual 40 blocks x 128, batch 256",
                      *timed(lambda: probes.probe(res, x[:256], y[:256]), repeat)))
+        deep = models.ResidualMLP(40, 10, width=64, depth=54)
+        xb, yb = mnist.x_test[:128], mnist.y_test[:128]
+        rows.append(("paths.gradient_by_path_length, 54 blocks x 64, batch 128",
+                     *timed(lambda: paths.gradient_by_path_length(deep, xb, yb), repeat)))
+        rows.append(("paths.sampled_path_gradients, 54 blocks, 20/length, batch 32",
+                     *timed(lambda: paths.sampled_path_gradients(deep, xb[:32], yb[:32], samples=20), 2)))
         net = models.ResidualMLP(40, 10, width=64, depth=16)
         steps = 200
         ms = timed(lambda: training.fit(net, mnist, steps, cache=False, progress=False), 1)[0]
