@@ -41,7 +41,7 @@ browser:
 
 # Re-execute every notebook in FULL mode in place, refreshing what readers see.
 notebooks: setup
-	SKIPVIZ_FAST=0 $(PY) tests/execute_notebooks.py notebooks/*.ipynb
+	SKIPVIZ_FAST=0 SKIPVIZ_PROGRESS=0 $(PY) tests/execute_notebooks.py notebooks/*.ipynb
 
 lint: setup
 	$(PY) -m ruff check skipviz tests notebooks

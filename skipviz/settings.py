@@ -1,4 +1,5 @@
-"""Settings read from the environment: FAST mode (SKIPVIZ_FAST) and the cache folder (SKIPVIZ_CACHE)."""
+"""Settings read from the environment: FAST mode (SKIPVIZ_FAST), progress bars (SKIPVIZ_PROGRESS)
+and the cache folder (SKIPVIZ_CACHE)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from pathlib import Path
 def fast_mode() -> bool:
     """True when SKIPVIZ_FAST=1: notebooks shrink sizes and steps, and progress bars stay off."""
     return os.environ.get("SKIPVIZ_FAST", "0") == "1"
+
+
+def progress_bars() -> bool:
+    """Whether training shows progress bars: not in FAST mode, and not when SKIPVIZ_PROGRESS=0
+    (set by `make notebooks`, so stored outputs hold no finished bars)."""
+    return not fast_mode() and os.environ.get("SKIPVIZ_PROGRESS", "1") != "0"
 
 
 def cache_dir() -> Path:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ._validation import check_choice, check_int, check_positive
 from .data import Dataset
-from .settings import cache_dir, fast_mode
+from .settings import cache_dir, progress_bars
 
 OPTIMIZERS = ("adam", "sgd")
 CACHE_FORMAT = 2
@@ -120,7 +120,7 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
 def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
            desc: str | None) -> History:
     if progress is None:
-        progress = not fast_mode()
+        progress = progress_bars()
     loss_fn = loss_function(dataset)
     params = [p for p in model.parameters() if p.requires_grad]
     if s["optimizer"] == "adam":

@@ -134,3 +134,16 @@ def test_evaluate_restores_mode(spirals):
     assert net.training
     with pytest.raises(ValueError, match="'train', 'test'"):
         training.evaluate(net, spirals, "valid")
+
+
+def test_progress_bar_settings(monkeypatch):
+    from skipviz import settings
+
+    monkeypatch.setenv("SKIPVIZ_FAST", "0")
+    monkeypatch.delenv("SKIPVIZ_PROGRESS", raising=False)
+    assert settings.progress_bars()
+    monkeypatch.setenv("SKIPVIZ_PROGRESS", "0")
+    assert not settings.progress_bars()
+    monkeypatch.setenv("SKIPVIZ_PROGRESS", "1")
+    monkeypatch.setenv("SKIPVIZ_FAST", "1")
+    assert not settings.progress_bars()
