@@ -333,33 +333,18 @@ class SkipConvNet(SkipNet):
         return self.readout(x)
 
 
-class TelescopeMLP(SkipNet):
-    """The "telescope" MLP of the blog post: `depth` hidden layers h_l = act(W_l h_{l-1} + b_l)
-    of equal width, every one of which also skips to the last: z = h_L + sum_l s_l h_l, then a
+class TelescopeMLP(PlainMLP):
+    """The "telescope" MLP of the blog post: a PlainMLP whose `depth` hidden layers
+    h_l = act(W_l h_{l-1} + b_l) all also skip to the last one: z = h_L + sum_l s_l h_l, then the
     linear output. s_l = skips[l]; the last layer's own skip makes it count twice, as in the blog.
 
-    Input (batch, in_dim) -> output (batch, out_dim). With all skips off it is a PlainMLP.
+    Input (batch, in_dim) -> output (batch, out_dim). With all skips off it is the PlainMLP.
     """
 
     def __init__(self, in_dim: int, out_dim: int, width: int = 64, depth: int = 50,
                  activation: str = "relu", init: str = "default", seed: int | None = 0):
-        super().__init__()
-        for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width), ("depth", depth)):
-            check_int(name, v)
-        check_choice("activation", activation, ACTIVATIONS)
-        check_choice("init", init, INITS)
-        self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth,
-                           activation=activation, init=init, seed=seed)
-        with _seeded(seed):
-            sizes = [in_dim] + [width] * depth
-            self.layers = nn.ModuleList(Dense(a, b, activation) for a, b in zip(sizes, sizes[1:]))
-            self.head = nn.Linear(width, out_dim)
-            init_weights(self, init)
+        super().__init__(in_dim, out_dim, width, depth, activation, init, seed)
         self._init_skips(depth)
-
-    @property
-    def probe_layers(self) -> nn.ModuleList:
-        return self.layers
 
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[h_1, ..., h_L], each (batch, width)."""
