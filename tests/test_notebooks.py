@@ -73,3 +73,15 @@ def test_every_figure_is_explained(path):
             after = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
             assert after is not None and after.cell_type == "markdown", \
                 f"figure in cell {i} needs a markdown cell right after it saying what to see"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_widget_panel_is_checked_in_the_browser(path):
+    """A notebook with a FigurePanel names, in the panel cell's metadata, the control the
+    browser test clicks (tests/browser/lab.py)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in code_cells(nb):
+        if "widgets.FigurePanel(" in cell.source:
+            spec = cell.metadata.get("skipviz", {}).get("browser")
+            assert spec and isinstance(spec.get("control"), str), \
+                'add "skipviz": {"browser": {"control": ..., "restores": ...}} to the panel cell'
