@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """Return `value` if it is one of `allowed`, else raise ValueError listing them."""
@@ -29,3 +31,11 @@ def check_positive(name: str, value: Any) -> float:
     if not (ok and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
     return float(value)
+
+
+def check_index(name: str, value: Any, low: int, high: int) -> int:
+    """Return `value` as an int if it is an integer (Python or numpy, not a bool) in low..high
+    inclusive, else raise ValueError naming the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}; got {value!r}")
+    return int(value)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_choice, check_index, check_int, check_positive
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 INITS = ("default", "xavier", "he", "small")
@@ -93,9 +93,7 @@ class SkipNet(nn.Module):
         chosen = range(self.num_skips) if indices is None else indices
         mask = list(saved)
         for i in chosen:
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_skips:
-                raise ValueError(f"skip index must be an integer in 0..{self.num_skips - 1}; got {i!r}")
-            mask[i] = False
+            mask[check_index("skip index", i, 0, self.num_skips - 1)] = False
         self.skips = mask
         try:
             yield self

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from ._validation import check_int
+from ._validation import check_index, check_int
 from .data import Dataset
-from .training import evaluate
+from .training import evaluate, loss_for_targets
 
 # ---------------------------------------------------------------------------- counting paths
 
@@ -89,15 +89,6 @@ def _deletable_layers(model: nn.Module) -> tuple[nn.ModuleList, int]:
     return layers, 1  # a plain net's first layer maps the input to the width: it has no identity
 
 
-def _check_indices(indices: Sequence[int], n: int, first: int, what: str) -> list[int]:
-    out = []
-    for i in indices:
-        if isinstance(i, bool) or not isinstance(i, int) or not first <= i < n:
-            raise ValueError(f"{what} index must be an integer in {first}..{n - 1}; got {i!r}")
-        out.append(i)
-    return out
-
-
 def _identity_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What a block outputs with its branch removed: the skip alone."""
     if getattr(block, "block", None) == "v1":
@@ -112,7 +103,7 @@ def deleted(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
     """Temporarily delete blocks: a residual block keeps only its skip, a plain layer becomes the
     identity. The model is unchanged afterwards."""
     layers, first = _deletable_layers(model)
-    chosen = _check_indices(indices, len(layers), first, "deleted block")
+    chosen = [check_index("deleted block index", i, first, len(layers) - 1) for i in indices]
     handles = [layers[i].register_forward_hook(lambda m, inputs, _out: _identity_output(m, inputs[0]))
                for i in chosen]
     try:
@@ -160,12 +151,6 @@ def kendall_tau(order: Sequence[int]) -> float:
 # ---------------------------------------------------------------------------- gradients by path
 
 
-def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if y.is_floating_point():
-        return nn.functional.mse_loss(out, y)
-    return nn.functional.cross_entropy(out, y)
-
-
 def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
     """k stacked copies of the batch x, as one batch (k * batch, ...) that requires grad."""
     return x.detach().unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:]).requires_grad_(True)
@@ -211,7 +196,7 @@ def _forward_parts(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
             inputs.append(h)
             h = block(h, True)
     h_last = h.requires_grad_(True)
-    (g,) = torch.autograd.grad(_loss(model.readout(h_last), y), h_last)
+    (g,) = torch.autograd.grad(loss_for_targets(model.readout(h_last), y), h_last)
 
     def to_input(u: torch.Tensor) -> torch.Tensor:
         """Carry cotangents (K, *x_0.shape) at x_0 back through the embedding: (K, *x.shape)."""
@@ -256,7 +241,7 @@ def sampled_path_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     inputs, g, to_input = _forward_parts(model, x, y)
     n = len(inputs)
     lengths = list(range(n + 1)) if lengths is None else list(lengths)
-    _check_indices(lengths, n + 1, 0, "path length")
+    lengths = [check_index("path length", k, 0, n) for k in lengths]
     gen = torch.Generator().manual_seed(seed)
     takes_branch = torch.zeros(len(lengths) * samples, n, dtype=torch.bool)
     for row, k in enumerate(k for k in lengths for _ in range(samples)):

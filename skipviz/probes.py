@@ -11,6 +11,7 @@ from torch import nn
 
 from ._validation import check_choice, check_int
 from .models import ACTIVATIONS, INITS
+from .training import loss_for_targets
 
 # E[f'(s)^2] for small pre-activations s: the factor an activation contributes to the backward
 # variance in Glorot & Bengio's linear-regime argument (ReLU: half the units pass the gradient).
@@ -70,8 +71,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_stats: bool 
     try:
         model.zero_grad(set_to_none=True)
         out = model(x)
-        loss = (nn.functional.cross_entropy(out, y) if not y.is_floating_point()
-                else nn.functional.mse_loss(out, y))
+        loss = loss_for_targets(out, y)
         loss.backward()
         weight_grads = []
         for layer in layers:

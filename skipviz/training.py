@@ -54,6 +54,13 @@ class History:
         return h
 
 
+def loss_for_targets(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy when y holds integer class labels, mean squared error for float targets."""
+    if y.is_floating_point():
+        return nn.functional.mse_loss(out, y)
+    return nn.functional.cross_entropy(out, y)
+
+
 def loss_function(dataset: Dataset) -> nn.Module:
     """Cross-entropy for classification (integer labels), mean squared error for regression."""
     return nn.CrossEntropyLoss() if dataset.task == "classification" else nn.MSELoss()
