@@ -5,6 +5,7 @@ VENV       ?= .venv
 # Override for a GPU machine, e.g. make lab TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 LAB_ARGS   ?=
+BENCH_ARGS ?=
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.skipviz-installed
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -46,8 +47,10 @@ notebooks: setup
 lint: setup
 	$(PY) -m ruff check skipviz tests notebooks
 
+# Installs the peer libraries of the loss-landscape comparison (the `bench` extra) first.
 bench: setup
-	$(PY) tests/bench.py
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) tests/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

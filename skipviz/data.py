@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import warnings
 from dataclasses import dataclass
@@ -11,10 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import _cache
 from ._validation import check_choice, check_int, check_positive
 from .settings import cache_dir
 
 TASKS = ("classification", "regression")
+MNIST1D_FORMAT = 2  # the cache file layout; older files are rebuilt
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,12 @@ def mnist1d(n_train: int | None = None, seed: int = 42) -> Dataset:
     """
     if n_train is not None:
         check_int("n_train", n_train)
-    path = cache_dir() / f"mnist1d-seed{seed}.pt"
+    key = f"mnist1d-seed{seed}"
+    path = cache_dir() / f"{key}-v{MNIST1D_FORMAT}.pt"
     tensors = None
     if path.exists():
         try:
-            tensors = torch.load(path, weights_only=True)
+            tensors = _cache.load(path, key, MNIST1D_FORMAT)["tensors"]
             if set(tensors) != {"x", "y", "x_test", "y_test"}:
                 raise ValueError("unexpected keys")
         except Exception as err:  # a corrupt file is rebuilt, never trusted
@@ -126,9 +128,7 @@ def mnist1d(n_train: int | None = None, seed: int = 42) -> Dataset:
             tensors = None
     if tensors is None:
         tensors = _make_mnist1d(seed)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(tensors, tmp)
-        os.replace(tmp, path)
+        _cache.save(path, key, MNIST1D_FORMAT, {"tensors": tensors})
     x, y = tensors["x"], tensors["y"]
     if n_train is not None:
         x, y = x[:n_train], y[:n_train]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -13,6 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import _cache
 from ._validation import check_choice, check_int, check_positive
 from .data import Dataset
 from .settings import cache_dir, progress_bars
@@ -188,9 +187,7 @@ def _load_cached(model: nn.Module, key: str) -> History | None:
     if not path.exists():
         return None
     try:
-        blob = torch.load(path, weights_only=True)
-        if blob.get("format") != CACHE_FORMAT or blob.get("key") != key:
-            raise ValueError("the file belongs to another configuration")
+        blob = _cache.load(path, key, CACHE_FORMAT)
         state, own = blob["state_dict"], model.state_dict()
         if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
             raise ValueError("its weights do not fit this model")
@@ -203,11 +200,6 @@ def _load_cached(model: nn.Module, key: str) -> History | None:
 
 
 def _save_cached(model: nn.Module, key: str, history: History) -> None:
-    path = _cache_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({"format": CACHE_FORMAT, "key": key, "history": history.to_dict(),
-                "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}, buf)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)  # atomic: a crash never leaves half a file under the real name
+    _cache.save(_cache_path(key), key, CACHE_FORMAT, {
+        "history": history.to_dict(),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}})

@@ -3,6 +3,8 @@ package's hot functions, and the click-to-redraw latency of every notebook's wid
 JupyterLab in Chromium. Prints tables; nothing here is a pass/fail test.
 
 Usage: python tests/bench.py [--notebooks 01 02] [--no-full] [--no-browser] [--repeat N] [--clicks N]
+                             [--no-landscape | --only-landscape]
+(make bench BENCH_ARGS="--only-landscape"). The loss-landscape comparison is tests/bench_landscape.py.
 """
 
 from __future__ import annotations
@@ -145,15 +147,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="calls per timed function")
     parser.add_argument("--clicks", type=int, default=10, help="widget clicks per notebook in the browser")
     parser.add_argument("--no-browser", action="store_true", help="skip the JupyterLab latency run")
+    parser.add_argument("--no-landscape", action="store_true", help="skip the loss-landscape comparison")
+    parser.add_argument("--only-landscape", action="store_true", help="run only the loss-landscape comparison")
     args = parser.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"python {sys.version.split()[0]}\n")
-    bench_notebooks(args.notebooks, full=not args.no_full)
-    bench_functions(args.repeat)
-    if not args.no_browser:
-        bench_browser(args.notebooks, args.clicks)
+    if not args.only_landscape:
+        bench_notebooks(args.notebooks, full=not args.no_full)
+        bench_functions(args.repeat)
+        if not args.no_browser:
+            bench_browser(args.notebooks, args.clicks)
+    if not args.no_landscape:
+        import bench_landscape  # tests/ is on sys.path as this script's folder
+
+        bench_landscape.main()
 
 
 if __name__ == "__main__":

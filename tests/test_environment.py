@@ -60,3 +60,13 @@ def test_binder_environment_matches_pyproject():
 def test_torch_is_a_range_and_make_pins_a_cpu_build():
     assert pyproject_requirements()["torch"].startswith(">=")
     assert "TORCH_SPEC ?= torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+def test_package_never_imports_the_benchmark_peers():
+    """loss-landscapes, PyHessian and scipy are in the `bench` extra only, for `make bench`."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("loss-landscapes==") for r in extras["bench"])
+    for path in (ROOT / "skipviz").glob("*.py"):
+        text = path.read_text()
+        for name in ("loss_landscapes", "pyhessian", "scipy"):
+            assert f"import {name}" not in text and f"from {name}" not in text, (path.name, name)

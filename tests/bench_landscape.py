@@ -1,0 +1,230 @@
+"""Loss-landscape benchmark for `make bench`: skipviz.landscape side by side with the tools people
+use, on the same model, data, directions and grid, in one run.
+
+Peers (the optional `bench` extra, never imported by skipviz): `loss_landscapes.random_plane`
+(loss-landscapes 3.0.6) and PyHessian 0.1's power iteration; and, rewritten here in the style of
+the paper's own code (github.com/tomgoldstein/loss-landscape, not packaged), its per-point loop
+(set the weights, then one pass over a DataLoader) and its `min_max_hessian_eigs` (scipy's eigsh on
+Hessian-vector products summed over mini-batches).
+
+Usage: python tests/bench_landscape.py
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from skipviz import data, landscape, models, training
+
+
+def seconds(fn, repeat: int = 1) -> float:
+    """Median wall seconds of `repeat` calls of fn (after one warm-up call when repeat > 1)."""
+    if repeat > 1:
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak() -> float:
+    """This machine's float32 matmul throughput in GFLOP/s: best of square products."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        t = seconds(lambda a=a, b=b: a @ b, repeat=5)
+        best = max(best, 2 * n ** 3 / t / 1e9)
+    return best
+
+
+def linear_flops(model: nn.Module, n_points: int) -> float:
+    """Multiply-add FLOPs of one forward pass over n_points (the matrix products of every Linear)."""
+    return sum(2.0 * n_points * m.in_features * m.out_features
+               for m in model.modules() if isinstance(m, nn.Linear))
+
+
+# ------------------------------------------------------------ the paper code's way, rewritten
+
+
+def paper_style_plane(model: nn.Module, x, y, dx, dy, coords, batch_size: int = 128) -> np.ndarray:
+    """One point at a time: write weights + a dx + b dy into the model, then evaluate the loss and
+    accuracy over a DataLoader in eval mode (net_plotter.set_weights + evaluation.eval_loss)."""
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
+    criterion = nn.CrossEntropyLoss()
+    saved = [p.data.clone() for p in model.parameters()]
+    losses = np.zeros((len(coords), len(coords)))
+    for i, a in enumerate(coords):
+        for j, b in enumerate(coords):
+            for p, w, u, v in zip(model.parameters(), saved, dx, dy):
+                p.data = w + u * float(a) + v * float(b)
+            model.eval()
+            total, correct, count = 0.0, 0, 0
+            with torch.no_grad():
+                for xb, yb in loader:
+                    out = model(xb)
+                    total += criterion(out, yb).item() * len(xb)
+                    correct += out.argmax(1).eq(yb).sum().item()
+                    count += len(xb)
+            losses[i, j] = total / count
+    for p, w in zip(model.parameters(), saved):
+        p.data = w
+    return losses
+
+
+def paper_style_min_max_eigs(model: nn.Module, x, y, batch_size: int = 128) -> tuple[float, float, int]:
+    """scipy eigsh (tol 1e-2) for the largest eigenvalue, then again on H - 0.51 lambda_max I for
+    the smallest; each product sums the mini-batches' Hessian-vector products into .grad (it does
+    not average them). Weights with 2+ dimensions only. Returns (max, min, products)."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    params = [p for p in model.parameters() if p.dim() > 1]
+    n = sum(p.numel() for p in params)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
+    criterion = nn.CrossEntropyLoss()
+    count = [0]
+
+    def hvp(vec: np.ndarray) -> np.ndarray:
+        count[0] += 1
+        pieces = torch.split(torch.from_numpy(np.asarray(vec).ravel()).float(), [p.numel() for p in params])
+        vs = [v.view(p.shape) for v, p in zip(pieces, params)]
+        model.eval()
+        model.zero_grad()
+        for xb, yb in loader:
+            g = torch.autograd.grad(criterion(model(xb), yb), params, create_graph=True)
+            sum((gi * vi).sum() for gi, vi in zip(g, vs)).backward()
+        return np.concatenate([p.grad.numpy().ravel() for p in params]).astype(np.float64)
+
+    top = eigsh(LinearOperator((n, n), matvec=hvp), k=1, tol=1e-2)[0][0]
+    shift = 0.51 * top
+    low = eigsh(LinearOperator((n, n), matvec=lambda v: hvp(v) - shift * np.asarray(v).ravel()),
+                k=1, tol=1e-2)[0][0] + shift
+    model.zero_grad(set_to_none=True)
+    return float(top), float(low), count[0]
+
+
+# ------------------------------------------------------------ the benchmark
+
+
+def loss_landscapes_plane(model: nn.Module, x, y, steps: int) -> np.ndarray:
+    """loss_landscapes.random_plane with filter normalization (its own directions; the cost does not
+    depend on them). It never calls eval(), so the model is put in eval mode first."""
+    import loss_landscapes
+    import loss_landscapes.metrics
+
+    model.eval()
+    metric = loss_landscapes.metrics.Loss(nn.CrossEntropyLoss(), x, y)
+    return loss_landscapes.random_plane(model, metric, distance=1, steps=steps,
+                                        normalization="filter", deepcopy_model=True)
+
+
+def plane_row(label: str, t: float, slower: float | None, gflop: float, peak: float) -> str:
+    ratio = f"{slower:7.1f}x" if slower else " " * 8
+    return f"  {label:46s}{t:8.2f}s {ratio} {gflop / t:7.1f} GFLOP/s ({100 * gflop / t / peak:3.0f}% of peak)"
+
+
+def bench_planes(peak: float) -> None:
+    steps = 25
+    cases = [
+        ("teaching size: residual 4 blocks x 32 (batch norm), 500 points",
+         models.ResidualMLP(40, 10, width=32, depth=4, block="v1", norm="batch"), 500),
+        ("mid size: residual 10 blocks x 64, 1000 points",
+         models.ResidualMLP(40, 10, width=64, depth=10), 1000),
+    ]
+    for title, model, n in cases:
+        bench_plane(title, model.eval(), data.mnist1d(n_train=n), steps, peak)
+
+
+def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, peak: float) -> None:
+    dx = landscape.random_direction(model, seed=1)
+    dy = landscape.random_direction(model, seed=2)
+    gflop = steps * steps * linear_flops(model, len(ds.x_train)) / 1e9
+    coords = landscape._grid(steps, 1.0).tolist()
+    times = {}
+    for method in ("vmap", "loop"):
+        times[method] = seconds(lambda m=method: landscape.surface_2d(
+            model, ds, dx, dy, steps=steps, method=m), repeat=2)
+    landscape._METHOD_CHOICE.clear()
+    auto = landscape.surface_2d(model, ds, dx, dy, steps=steps)  # includes the timing trial
+    times["auto"] = seconds(lambda: landscape.surface_2d(model, ds, dx, dy, steps=steps), repeat=2)
+    times["ll"] = seconds(lambda: loss_landscapes_plane(copy.deepcopy(model), ds.x_train, ds.y_train, steps))
+    times["paper"] = seconds(lambda: paper_style_plane(copy.deepcopy(model), ds.x_train, ds.y_train,
+                                                       dx, dy, coords))
+    print(f"\n{title}, {steps}x{steps} plane ({gflop:.0f} GFLOP of matrix products)")
+    print(f"  {'':46s}{'time':>9s} {'slower':>7s}  (slower = its time / skipviz auto's time)")
+    base = times["auto"]
+    print(plane_row(f"skipviz surface_2d, auto (chose {auto.method})", base, None, gflop, peak))
+    print(plane_row("skipviz surface_2d, method='vmap'", times["vmap"], None, gflop, peak))
+    print(plane_row("skipviz surface_2d, method='loop'", times["loop"], None, gflop, peak))
+    print(plane_row("loss_landscapes.random_plane 3.0.6", times["ll"], times["ll"] / base, gflop, peak))
+    print(plane_row("paper-style per-point loop (DataLoader 128)", times["paper"],
+                    times["paper"] / base, gflop, peak))
+
+
+def bench_hessian() -> None:
+    n = 1000
+    ds = data.mnist1d(n_train=n)
+    model = models.ResidualMLP(40, 10, width=32, depth=4, block="v1", norm="batch")
+    training.fit(model, ds, steps=300, progress=False, cache=False)
+    print(f"\nHessian extremes at a trained residual 4 x 32 net ({models.count_parameters(model)} "
+          f"parameters), {n} points")
+    start = time.perf_counter()
+    ours = landscape.hessian_extremes(model, ds, steps=60)
+    t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    top, low, products = paper_style_min_max_eigs(copy.deepcopy(model), ds.x_train, ds.y_train)
+    t_paper = time.perf_counter() - start
+    batches = -(-n // 128)
+    print(f"  skipviz hessian_extremes, Lanczos 60 steps  {t_ours:7.2f}s  lambda_max {ours.lambda_max:9.3f}  "
+          f"lambda_min {ours.lambda_min:8.4f}  (residuals {ours.residual_max:.1e}, {ours.residual_min:.1e})")
+    print(f"  paper-style min_max_hessian_eigs            {t_paper:7.2f}s  lambda_max {top:9.3f}  "
+          f"lambda_min {low:8.4f}  ({products} products; {t_paper / t_ours:.1f}x slower)")
+    print(f"    its products sum {batches} mini-batches: lambda_max / {batches} = {top / batches:.3f} "
+          f"(weights only, no biases or batch-norm parameters)")
+    try:
+        from pyhessian import hessian
+        start = time.perf_counter()
+        eig = hessian(copy.deepcopy(model).eval(), nn.CrossEntropyLoss(), data=(ds.x_train, ds.y_train),
+                      cuda=False).eigenvalues(maxIter=100, tol=1e-3, top_n=1)[0][0]
+        t_py = time.perf_counter() - start
+        print(f"  PyHessian 0.1 eigenvalues(top_n=1), cuda=False {t_py:5.2f}s  lambda_max {eig:9.3f}  "
+              f"(lambda_max only; {t_py / t_ours:.1f}x the time of both extremes here)")
+    except Exception as err:  # report, never hide, a peer that fails
+        print(f"  PyHessian 0.1: failed ({type(err).__name__}: {err})")
+    d1 = landscape.random_direction(model, seed=1)
+    d2 = landscape.random_direction(model, seed=2)
+    k, lsteps = 5, 20
+    start = time.perf_counter()
+    landscape.curvature_map(model, ds, d1, d2, steps=k, lanczos_steps=lsteps, chunk_size=k * k)
+    t_map = time.perf_counter() - start
+    start = time.perf_counter()
+    landscape.hessian_extremes(model, ds, steps=lsteps)
+    t_one = time.perf_counter() - start
+    print(f"  skipviz curvature_map {k}x{k}, {lsteps} Lanczos steps, batched  {t_map:6.2f}s "
+          f"({t_one * k * k / t_map:.1f}x faster than {k * k} separate hessian_extremes)")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SKIPVIZ_CACHE"] = tmp
+        torch.manual_seed(0)
+        peak = matmul_peak()
+        print(f"\nloss landscapes (matmul peak on this machine: {peak:.0f} GFLOP/s float32, "
+              f"{torch.get_num_threads()} threads)")
+        bench_planes(peak)
+        bench_hessian()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
