@@ -155,7 +155,10 @@ class _Flat:
 def _point_losses(outputs: torch.Tensor, y: torch.Tensor, classification: bool
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """outputs (points, n, out) -> per-point mean loss (points,) and accuracy (points,) or None."""
-    losses = torch.stack([loss_for_targets(o, y) for o in outputs])
+    if len(outputs) == 1:
+        losses = loss_for_targets(outputs[0], y).unsqueeze(0)
+    else:
+        losses = vmap(loss_for_targets, in_dims=(0, None))(outputs, y)  # one call for all points
     accuracies = (outputs.argmax(-1) == y).double().mean(-1) if classification else None
     return losses.double(), accuracies
 

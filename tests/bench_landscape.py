@@ -143,7 +143,11 @@ def bench_planes(peak: float) -> None:
          models.ResidualMLP(40, 10, width=64, depth=10), 1000),
     ]
     for title, model, n in cases:
-        bench_plane(title, model.eval(), data.mnist1d(n_train=n), steps, peak)
+        ds = data.mnist1d(n_train=n)
+        # Briefly trained: loss-landscapes' filter normalization divides by zero on the all-zero
+        # biases of a fresh batch-norm layer.
+        training.fit(model, ds, steps=100, cache=False, progress=False)
+        bench_plane(title, model.eval(), ds, steps, peak)
 
 
 def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, peak: float) -> None:
