@@ -38,6 +38,11 @@ class Dataset:
         if self.task == "classification" and not self.num_classes:
             raise ValueError("a classification Dataset needs num_classes >= 2")
 
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of the 'train' or 'test' split."""
+        check_choice("split", name, ("train", "test"))
+        return (self.x_train, self.y_train) if name == "train" else (self.x_test, self.y_test)
+
     @property
     def in_dim(self) -> int:
         """Number of input features."""

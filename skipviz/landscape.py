@@ -27,7 +27,7 @@ from . import _cache
 from ._validation import check_choice, check_int, check_positive
 from .data import Dataset
 from .settings import cache_dir, progress_bars
-from .training import cache_key, loss_for_targets
+from .training import cache_key, eval_mode, loss_for_targets
 
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -105,23 +105,6 @@ def check_direction(model: nn.Module, direction: Sequence[torch.Tensor], name: s
 # ---------------------------------------------------------------- plumbing
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _split(dataset: Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    check_choice("split", split, SPLITS)
-    if split == "train":
-        return dataset.x_train, dataset.y_train
-    return dataset.x_test, dataset.y_test
-
-
 def _grid(steps: int, span: float) -> torch.Tensor:
     """`steps` coordinates from -span to span; an odd count puts 0 exactly in the middle."""
     check_int("steps", steps, minimum=2)
@@ -174,7 +157,7 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
     """Loss (and accuracy) at weights = trained + points @ basis, for points (P, k), basis (k, n)."""
     check_choice("method", method, METHODS)
     check_int("chunk_size", chunk_size)
-    x, y = _split(dataset, split)
+    x, y = dataset.split(split)
     classification = dataset.task == "classification"
     flat = _Flat(model)
     offsets = points.to(flat.vector.dtype) @ basis  # (P, n)
@@ -196,7 +179,7 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
         losses = torch.cat([r[0] for r in results])
         return losses, (torch.cat([r[1] for r in results]) if classification else None)
 
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         if method == "auto":
             key = (tuple(tuple(s) for s in flat.shapes), tuple(x.shape), chunk_size,
                    tuple(flat.buffers), torch.get_num_threads())
@@ -435,7 +418,7 @@ def _hvp_function(model: nn.Module, dataset: Dataset, split: str, batch_size: in
     `batch_size`, the split is processed in pieces and each piece's product weighted by its share
     of the data, so the result is the mean's Hessian, not a sum over pieces.
     """
-    x, y = _split(dataset, split)
+    x, y = dataset.split(split)
     flat = _Flat(model)
     n = len(x)
     pieces = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)] \
@@ -522,7 +505,7 @@ def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 60, split:
         check_int("batch_size", batch_size)
 
     def compute() -> HessianExtremes:
-        with _eval_mode(model):
+        with eval_mode(model):
             flat, hvp = _hvp_function(model, dataset, split, batch_size)
             weights = flat.vector.unsqueeze(0)
             lmax, lmin, rmax, rmin = lanczos_extremes(lambda q: hvp(weights, q), weights.shape[1],
@@ -588,7 +571,7 @@ def curvature_map(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tens
     def compute() -> CurvatureMap:
         points = torch.cartesian_prod(coords, coords)
         results = []
-        with _eval_mode(model), _progress(len(points), progress, "curvature map") as bar:
+        with eval_mode(model), _progress(len(points), progress, "curvature map") as bar:
             flat, hvp = _hvp_function(model, dataset, split, batch_size)
             basis = torch.stack([flat.flatten(dir_x), flat.flatten(dir_y)])
             for start in range(0, len(points), chunk_size):

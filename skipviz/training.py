@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -72,17 +74,23 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> tuple[f
     The metric is accuracy in 0..1 for classification and the MSE for regression. The model's
     train/eval mode is restored afterwards.
     """
-    check_choice("split", split, ("train", "test"))
-    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
-    was_training = model.training
-    model.eval()
-    try:
+    x, y = dataset.split(split)
+    with eval_mode(model):
         out = model(x)
         loss = loss_function(dataset)(out, y).item()
         metric = (out.argmax(1) == y).float().mean().item() if dataset.task == "classification" else loss
+    return loss, metric
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode for the block, then restore its train/eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
     finally:
         model.train(was_training)
-    return loss, metric
 
 
 def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_size: int = 128,
