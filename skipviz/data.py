@@ -15,6 +15,7 @@ from ._validation import check_choice, check_int, check_positive
 from .settings import cache_dir
 
 TASKS = ("classification", "regression")
+SPLITS = ("train", "test")
 MNIST1D_FORMAT = 2  # the cache file layout; older files are rebuilt
 
 
@@ -40,7 +41,7 @@ class Dataset:
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of the 'train' or 'test' split."""
-        check_choice("split", name, ("train", "test"))
+        check_choice("split", name, SPLITS)
         return (self.x_train, self.y_train) if name == "train" else (self.x_test, self.y_test)
 
     @property

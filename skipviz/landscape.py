@@ -25,14 +25,13 @@ from torch.func import functional_call, vmap
 
 from . import _cache
 from ._validation import check_choice, check_int, check_positive
-from .data import Dataset
+from .data import SPLITS, Dataset
 from .settings import cache_dir, progress_bars
 from .training import cache_key, eval_mode, loss_for_targets
 
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
 METHODS = ("auto", "vmap", "loop")
-SPLITS = ("train", "test")
 CACHE_FORMAT = 1
 
 Direction = list[torch.Tensor]
@@ -154,9 +153,8 @@ _METHOD_CHOICE: dict[tuple, str] = {}
 def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, basis: torch.Tensor,
                      split: str, method: str, chunk_size: int, progress: Callable | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """Loss (and accuracy) at weights = trained + points @ basis, for points (P, k), basis (k, n)."""
-    check_choice("method", method, METHODS)
-    check_int("chunk_size", chunk_size)
+    """Loss (and accuracy) at weights = trained + points @ basis, for points (P, k), basis (k, n).
+    The public callers have checked split, method and chunk_size."""
     x, y = dataset.split(split)
     classification = dataset.task == "classification"
     flat = _Flat(model)
@@ -253,9 +251,12 @@ def _cached(cache: bool, kind: str, model: nn.Module, dataset: Dataset, settings
 # ---------------------------------------------------------------- slices
 
 
-def _check_tensor(name: str, t: object, shape: tuple[int, ...]) -> None:
-    if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or t.dtype != torch.float64:
-        raise ValueError(f"{name} must be a float64 tensor of shape {shape}")
+def _check_tensor(name: str, t: object, shape: tuple[int, ...] | None = None) -> None:
+    """A float64 tensor of `shape`, or of any length when shape is None (a coordinate vector)."""
+    ok = isinstance(t, torch.Tensor) and t.dtype == torch.float64 and (
+        t.dim() == 1 if shape is None else tuple(t.shape) == shape)
+    if not ok:
+        raise ValueError(f"{name} must be a float64 tensor of shape {shape or '(steps,)'}")
 
 
 
@@ -273,9 +274,9 @@ class Slice1D:
     method: str
 
     def _check(self) -> None:
-        n = (len(self.alphas),) if isinstance(self.alphas, torch.Tensor) else (-1,)
-        for name in ("alphas", "losses") + (("accuracies",) if self.accuracies is not None else ()):
-            _check_tensor(name, getattr(self, name), n)
+        _check_tensor("alphas", self.alphas)
+        for name in ("losses",) + (("accuracies",) if self.accuracies is not None else ()):
+            _check_tensor(name, getattr(self, name), tuple(self.alphas.shape))
         check_choice("method", self.method, METHODS[1:])
 
 
@@ -294,8 +295,8 @@ class Surface2D:
     method: str
 
     def _check(self) -> None:
-        _check_tensor("alphas", self.alphas, tuple(getattr(self.alphas, "shape", (-1,))))
-        _check_tensor("betas", self.betas, tuple(getattr(self.betas, "shape", (-1,))))
+        _check_tensor("alphas", self.alphas)
+        _check_tensor("betas", self.betas)
         shape = (len(self.alphas), len(self.betas))
         for name in ("losses",) + (("accuracies",) if self.accuracies is not None else ()):
             _check_tensor(name, getattr(self, name), shape)
@@ -533,8 +534,8 @@ class CurvatureMap:
     lanczos_steps: int
 
     def _check(self) -> None:
-        _check_tensor("alphas", self.alphas, tuple(getattr(self.alphas, "shape", (-1,))))
-        _check_tensor("betas", self.betas, tuple(getattr(self.betas, "shape", (-1,))))
+        _check_tensor("alphas", self.alphas)
+        _check_tensor("betas", self.betas)
         shape = (len(self.alphas), len(self.betas))
         for name in ("lambda_max", "lambda_min", "residual_max", "residual_min"):
             _check_tensor(name, getattr(self, name), shape)

@@ -49,9 +49,10 @@ def bench_notebooks(names: list[str] | None, full: bool) -> None:
         print(f"{path.stem:32s}{cells}", flush=True)
 
 
-def timed(fn, repeat: int) -> tuple[float, float]:
-    """(median, min) milliseconds over `repeat` calls after one warm-up call."""
-    fn()
+def timed(fn, repeat: int, warmup: bool = True) -> tuple[float, float]:
+    """(median, min) milliseconds over `repeat` calls, after one warm-up call if `warmup`."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()

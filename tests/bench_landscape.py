@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
+from bench import timed  # tests/ is on sys.path as this script's folder
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -28,15 +28,9 @@ from skipviz import data, landscape, models, training
 
 
 def seconds(fn, repeat: int = 1) -> float:
-    """Median wall seconds of `repeat` calls of fn (after one warm-up call when repeat > 1)."""
-    if repeat > 1:
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall seconds of `repeat` calls of fn, warmed up first only when repeat > 1 (the
+    peers' planes take seconds each)."""
+    return timed(fn, repeat, warmup=repeat > 1)[0] / 1000
 
 
 def matmul_peak() -> float:
