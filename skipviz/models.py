@@ -182,14 +182,18 @@ class ResidualBlock(nn.Module):
         if self.block == "preact":
             for norm, linear in zip(self.norms, self.linears):
                 x = linear(self.act(norm(x)))
-            return self.branch_scale * x
+            return self._scaled(x)
         for i, (norm, linear) in enumerate(zip(self.norms, self.linears)):
             x = norm(linear(x))
             if i < self.span - 1:
                 x = self.act(x)
         if self.block == "v2":
             x = self.act(x)
-        return self.branch_scale * x
+        return self._scaled(x)
+
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        # A scale of 1 returns x itself: the same numbers without a pass over the activations.
+        return x if self.branch_scale == 1 else self.branch_scale * x
 
     def forward(self, x: torch.Tensor, skip: bool = True) -> torch.Tensor:
         out = self.branch(x)

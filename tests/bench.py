@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# See bench_landscape.py: OpenBLAS's spinning idle threads skew the timings on 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def run_notebook(path: Path, fast: bool, cache: Path) -> float:

@@ -12,19 +12,28 @@ Usage: python tests/bench_landscape.py
 
 from __future__ import annotations
 
-import copy
 import os
-import sys
-import tempfile
-import time
 
-import numpy as np
-import torch
-from bench import timed  # tests/ is on sys.path as this script's folder
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+# One BLAS thread for numpy/scipy (the paper-style eigsh): OpenBLAS's idle threads spin for a
+# while after each call and, on 2 cores, slowed whichever torch code ran next by up to 1.7x,
+# skewing the interleaved timings below. Set before numpy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from skipviz import data, landscape, models, training
+import copy  # noqa: E402
+import inspect  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from bench import timed  # noqa: E402  (tests/ is on sys.path as this script's folder)
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from skipviz import data, landscape, models, training  # noqa: E402
 
 
 def seconds(fn, repeat: int = 1) -> float:
@@ -123,12 +132,26 @@ def loss_landscapes_plane(model: nn.Module, x, y, steps: int) -> np.ndarray:
                                         normalization="filter", deepcopy_model=True)
 
 
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median wall seconds of each function over `rounds` turns, run round-robin after one
+    warm-up each, so that this machine's slow and fast spells fall on all of them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def plane_row(label: str, t: float, slower: float | None, gflop: float, peak: float) -> str:
     ratio = f"{slower:7.1f}x" if slower else " " * 8
-    return f"  {label:46s}{t:8.2f}s {ratio} {gflop / t:7.1f} GFLOP/s ({100 * gflop / t / peak:3.0f}% of peak)"
+    return f"  {label:46s}{t:8.3f}s {ratio} {gflop / t:7.1f} GFLOP/s ({100 * gflop / t / peak:3.0f}% of peak)"
 
 
-def bench_planes(peak: float) -> None:
+def bench_planes(peak: float, rounds: int) -> None:
     steps = 25
     cases = [
         ("teaching size: residual 4 blocks x 32 (batch norm), 500 points",
@@ -141,76 +164,87 @@ def bench_planes(peak: float) -> None:
         # Briefly trained: loss-landscapes' filter normalization divides by zero on the all-zero
         # biases of a fresh batch-norm layer.
         training.fit(model, ds, steps=100, cache=False, progress=False)
-        bench_plane(title, model.eval(), ds, steps, peak)
+        bench_plane(title, model.eval(), ds, steps, peak, rounds)
 
 
-def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, peak: float) -> None:
+def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, peak: float,
+                rounds: int) -> None:
     dx = landscape.random_direction(model, seed=1)
     dy = landscape.random_direction(model, seed=2)
     gflop = steps * steps * linear_flops(model, len(ds.x_train)) / 1e9
     coords = landscape._grid(steps, 1.0).tolist()
-    times = {}
-    for method in ("vmap", "loop"):
-        times[method] = seconds(lambda m=method: landscape.surface_2d(
-            model, ds, dx, dy, steps=steps, method=m), repeat=2)
     landscape._METHOD_CHOICE.clear()
-    auto = landscape.surface_2d(model, ds, dx, dy, steps=steps)  # includes the timing trial
-    times["auto"] = seconds(lambda: landscape.surface_2d(model, ds, dx, dy, steps=steps), repeat=2)
-    times["ll"] = seconds(lambda: loss_landscapes_plane(copy.deepcopy(model), ds.x_train, ds.y_train, steps))
-    times["paper"] = seconds(lambda: paper_style_plane(copy.deepcopy(model), ds.x_train, ds.y_train,
-                                                       dx, dy, coords))
+    auto = landscape.surface_2d(model, ds, dx, dy, steps=steps)  # the one-off timing trial
+    fns = {"auto": lambda: landscape.surface_2d(model, ds, dx, dy, steps=steps)}
+    for method in ("batched", "vmap", "loop"):
+        fns[method] = lambda m=method: landscape.surface_2d(model, ds, dx, dy, steps=steps, method=m)
+    fns["ll"] = lambda: loss_landscapes_plane(copy.deepcopy(model), ds.x_train, ds.y_train, steps)
+    fns["paper"] = lambda: paper_style_plane(copy.deepcopy(model), ds.x_train, ds.y_train, dx, dy, coords)
+    times = interleaved(fns, rounds)
     print(f"\n{title}, {steps}x{steps} plane ({gflop:.0f} GFLOP of matrix products)")
-    print(f"  {'':46s}{'time':>9s} {'slower':>7s}  (slower = its time / skipviz auto's time)")
+    print(f"  {'':46s}{'time':>9s} {'slower':>7s}  (medians of {rounds} interleaved runs; "
+          "slower = its time / skipviz auto's time)")
     base = times["auto"]
     print(plane_row(f"skipviz surface_2d, auto (chose {auto.method})", base, None, gflop, peak))
-    print(plane_row("skipviz surface_2d, method='vmap'", times["vmap"], None, gflop, peak))
-    print(plane_row("skipviz surface_2d, method='loop'", times["loop"], None, gflop, peak))
+    for method in ("batched", "vmap", "loop"):
+        print(plane_row(f"skipviz surface_2d, method='{method}'", times[method], None, gflop, peak))
     print(plane_row("loss_landscapes.random_plane 3.0.6", times["ll"], times["ll"] / base, gflop, peak))
     print(plane_row("paper-style per-point loop (DataLoader 128)", times["paper"],
                     times["paper"] / base, gflop, peak))
 
 
-def bench_hessian() -> None:
+def bench_hessian(rounds: int) -> None:
     n = 1000
     ds = data.mnist1d(n_train=n)
     model = models.ResidualMLP(40, 10, width=32, depth=4, block="v1", norm="batch")
     training.fit(model, ds, steps=300, progress=False, cache=False)
     print(f"\nHessian extremes at a trained residual 4 x 32 net ({models.count_parameters(model)} "
-          f"parameters), {n} points")
-    start = time.perf_counter()
-    ours = landscape.hessian_extremes(model, ds, steps=60)
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    top, low, products = paper_style_min_max_eigs(copy.deepcopy(model), ds.x_train, ds.y_train)
-    t_paper = time.perf_counter() - start
+          f"parameters), {n} points (medians of {rounds} interleaved runs)")
+    default_steps = inspect.signature(landscape.hessian_extremes).parameters["steps"].default
+    results = {}
+
+    def ours(steps: int) -> Callable[[], None]:
+        def run() -> None:
+            results[steps] = landscape.hessian_extremes(model, ds, steps=steps)
+        return run
+
+    def paper() -> None:
+        results["paper"] = paper_style_min_max_eigs(copy.deepcopy(model), ds.x_train, ds.y_train)
+
+    times = interleaved({default_steps: ours(default_steps), 80: ours(80), "paper": paper}, rounds)
+    top, low, products = results["paper"]
+    for steps in (default_steps, 80):
+        r = results[steps]
+        label = f"skipviz hessian_extremes, {steps} steps" + (" (default)" if steps == default_steps else "")
+        print(f"  {label:46s}{times[steps]:7.3f}s  lambda_max {r.lambda_max:9.3f}  lambda_min "
+              f"{r.lambda_min:8.4f}  residuals {r.residual_max:.1e}, {r.residual_min:.1e}; "
+              f"{r.steps} products; paper-style {times['paper'] / times[steps]:.1f}x slower")
     batches = -(-n // 128)
-    print(f"  skipviz hessian_extremes, Lanczos 60 steps  {t_ours:7.2f}s  lambda_max {ours.lambda_max:9.3f}  "
-          f"lambda_min {ours.lambda_min:8.4f}  (residuals {ours.residual_max:.1e}, {ours.residual_min:.1e})")
-    print(f"  paper-style min_max_hessian_eigs            {t_paper:7.2f}s  lambda_max {top:9.3f}  "
-          f"lambda_min {low:8.4f}  ({products} products; {t_paper / t_ours:.1f}x slower)")
-    print(f"    its products sum {batches} mini-batches: lambda_max / {batches} = {top / batches:.3f} "
-          f"(weights only, no biases or batch-norm parameters)")
+    print(f"  {'paper-style min_max_hessian_eigs (tol 1e-2)':46s}{times['paper']:7.3f}s  lambda_max "
+          f"{top:9.3f}  lambda_min {low:8.4f}  ({products} products)")
+    print(f"    its products sum {batches} mini-batches: lambda_max / {batches} = {top / batches:.3f}, "
+          f"lambda_min / {batches} = {low / batches:.3f} (weights only, no biases or batch-norm "
+          "parameters)")
     try:
         from pyhessian import hessian
         start = time.perf_counter()
         eig = hessian(copy.deepcopy(model).eval(), nn.CrossEntropyLoss(), data=(ds.x_train, ds.y_train),
                       cuda=False).eigenvalues(maxIter=100, tol=1e-3, top_n=1)[0][0]
         t_py = time.perf_counter() - start
-        print(f"  PyHessian 0.1 eigenvalues(top_n=1), cuda=False {t_py:5.2f}s  lambda_max {eig:9.3f}  "
-              f"(lambda_max only; {t_py / t_ours:.1f}x the time of both extremes here)")
+        print(f"  {'PyHessian 0.1 eigenvalues(top_n=1), cuda=False':46s}{t_py:7.3f}s  lambda_max "
+              f"{eig:9.3f}  (lambda_max only, one run)")
     except Exception as err:  # report, never hide, a peer that fails
         print(f"  PyHessian 0.1: failed ({type(err).__name__}: {err})")
     d1 = landscape.random_direction(model, seed=1)
     d2 = landscape.random_direction(model, seed=2)
     k, lsteps = 5, 20
-    start = time.perf_counter()
-    landscape.curvature_map(model, ds, d1, d2, steps=k, lanczos_steps=lsteps, chunk_size=k * k)
-    t_map = time.perf_counter() - start
-    start = time.perf_counter()
-    landscape.hessian_extremes(model, ds, steps=lsteps)
-    t_one = time.perf_counter() - start
-    print(f"  skipviz curvature_map {k}x{k}, {lsteps} Lanczos steps, batched  {t_map:6.2f}s "
-          f"({t_one * k * k / t_map:.1f}x faster than {k * k} separate hessian_extremes)")
+    times = interleaved({
+        "map": lambda: landscape.curvature_map(model, ds, d1, d2, steps=k, lanczos_steps=lsteps),
+        "one": lambda: landscape.hessian_extremes(model, ds, steps=lsteps),
+    }, rounds)
+    print(f"  skipviz curvature_map {k}x{k}, {lsteps} Lanczos steps, batched by 8 points "
+          f"{times['map']:6.2f}s ({times['one'] * k * k / times['map']:.1f}x faster than {k * k} "
+          "separate hessian_extremes)")
 
 
 def main() -> None:
@@ -220,8 +254,8 @@ def main() -> None:
         peak = matmul_peak()
         print(f"\nloss landscapes (matmul peak on this machine: {peak:.0f} GFLOP/s float32, "
               f"{torch.get_num_threads()} threads)")
-        bench_planes(peak)
-        bench_hessian()
+        bench_planes(peak, rounds=3)
+        bench_hessian(rounds=3)
 
 
 if __name__ == "__main__":

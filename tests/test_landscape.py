@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from skipviz import data, landscape, models, training
@@ -87,7 +88,13 @@ def loss_at(model, dataset, direction_pairs, split="train"):
     return training.evaluate(other, dataset, split)
 
 
-@pytest.mark.parametrize("method", ["vmap", "loop", "auto"])
+# How closely a plane's point must match the model's own forward pass. vmap and loop run the
+# model's operations; 'batched' folds each batch norm into the Linear before it (the same function,
+# float32 operations in another order, so the last digit or so differs).
+MATCH = {"vmap": 1e-6, "loop": 1e-6, "batched": 1e-5}
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop", "batched", "auto"])
 def test_surface_2d_is_centred_and_oriented(trained, spirals, method):
     dx = landscape.random_direction(trained, seed=1)
     dy = landscape.random_direction(trained, seed=2)
@@ -99,7 +106,8 @@ def test_surface_2d_is_centred_and_oriented(trained, spirals, method):
     assert torch.equal(s.alphas, -s.alphas.flip(0)) and s.alphas[3] == 0 and s.alphas[-1] == 0.6
     assert s.losses.shape == s.accuracies.shape == (7, 7)
     loss, acc = training.evaluate(trained, spirals, "train")
-    assert s.center_loss == pytest.approx(loss, rel=1e-6)
+    assert s.method == method or method == "auto"
+    assert s.center_loss == pytest.approx(loss, rel=MATCH[s.method])
     assert s.accuracies[3, 3].item() == pytest.approx(acc)
     # An asymmetric point: losses[i, j] is at alphas[i] along dx and betas[j] along dy.
     i, j = 1, 5
@@ -109,12 +117,15 @@ def test_surface_2d_is_centred_and_oriented(trained, spirals, method):
     assert s.losses[i, j] != s.losses[j, i]
 
 
-def test_vmap_and_loop_agree_and_calls_repeat_exactly(trained, spirals):
+def test_methods_agree_and_calls_repeat_exactly(trained, spirals):
     dx = landscape.random_direction(trained, seed=1)
     dy = landscape.random_direction(trained, seed=2)
     by_vmap = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="vmap", chunk_size=4)
     by_loop = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="loop")
+    by_batch = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="batched", chunk_size=3)
     torch.testing.assert_close(by_vmap.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(by_batch.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(by_batch.accuracies, by_loop.accuracies)
     again = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="auto")
     assert torch.equal(again.losses, landscape.surface_2d(trained, spirals, dx, dy, steps=5).losses)
 
@@ -181,10 +192,35 @@ def test_lanczos_on_a_known_matrix():
     q, _ = torch.linalg.qr(torch.randn(50, 50, dtype=torch.float64))
     values = torch.linspace(-2, 7, 50, dtype=torch.float64)
     a = q @ torch.diag(values) @ q.T
-    lmax, lmin, rmax, rmin = landscape.lanczos_extremes(lambda v: v @ a, 50, steps=50, batch=2)
+    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(lambda v: v @ a, 50, steps=50, batch=2)
     torch.testing.assert_close(lmax, torch.full((2,), 7.0, dtype=torch.float64))
     torch.testing.assert_close(lmin, torch.full((2,), -2.0, dtype=torch.float64))
     assert (rmax < 1e-8).all() and (rmin < 1e-8).all()
+    assert done == 50
+
+
+def test_lanczos_tolerance_stops_early_with_honest_residuals():
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(400, 400, dtype=torch.float64))
+    values = torch.cat([torch.tensor([-3.0, 40.0]), torch.linspace(-0.5, 5, 398)]).double()
+    a = q @ torch.diag(values) @ q.T
+    products = [0]
+
+    def matvec(v):
+        products[0] += 1
+        return v @ a
+
+    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(matvec, 400, steps=200, tol=1e-3)
+    assert done < 200 and products[0] == done  # stopped early; residuals need no extra product
+    # The bound that stopped it is the true residual of the returned Ritz pairs.
+    for lam, res in ((lmax, rmax), (lmin, rmin)):
+        vals, vecs = torch.linalg.eigh(a)  # the exact residual is at least the distance to the spectrum
+        assert res.item() >= (vals - lam).abs().min().item() * 0.999
+    assert rmax.item() <= 1e-3 * 40 * 1.01 and rmin.item() <= 1e-3 * 40 * 1.01
+    assert lmax.item() == pytest.approx(40.0, abs=1e-3 * 40)
+    assert lmin.item() == pytest.approx(-3.0, abs=0.05)
+    full = landscape.lanczos_extremes(matvec, 400, steps=200)
+    assert full[4] == 200 and full[2].item() < rmax.item()
 
 
 def test_curvature_map_matches_pointwise_hessians(trained, spirals):
@@ -252,7 +288,7 @@ def test_cache_never_runs_code_from_a_file(trained, spirals, tmp_path):
     (lambda m, d, x: landscape.surface_2d(m, d, x, x[:-1]), "dir_y must have one tensor per parameter"),
     (lambda m, d, x: landscape.surface_2d(m, d, x, [t.reshape(1, -1) for t in x]), r"dir_y\[\d+\] must have the shape"),
     (lambda m, d, x: landscape.surface_1d(m, d, torch.zeros(3)), "list of"),
-    (lambda m, d, x: landscape.surface_1d(m, d, x, method="fast"), "'auto', 'vmap', 'loop'"),
+    (lambda m, d, x: landscape.surface_1d(m, d, x, method="fast"), "'auto', 'batched', 'vmap', 'loop'"),
     (lambda m, d, x: landscape.surface_1d(m, d, x, split="val"), "'train', 'test'"),
     (lambda m, d, x: landscape.hessian_extremes(m, d, steps=1), "steps must be an integer >= 2"),
     (lambda m, d, x: landscape.curvature_map(m, d, x, x, steps=1), "steps must be an integer >= 2"),
@@ -284,3 +320,17 @@ def test_slice_curvature_of_known_surfaces():
         landscape.nonconvex_fraction(torch.ones(3), torch.ones(4))
     with pytest.raises(ValueError, match="threshold"):
         landscape.nonconvex_fraction(torch.ones(3), torch.ones(3), threshold=0)
+
+
+def test_hessian_of_a_model_outside_the_batched_path(spirals):
+    """LayerNorm is not point-batched: products go through functional_call, one point at a time."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 12), nn.LayerNorm(12), nn.ReLU(), nn.Linear(12, 3))
+    training.fit(model, spirals, steps=100, lr=1e-2, cache=False, progress=False)
+    lmax, lmin = dense_extremes(model, spirals)
+    r = landscape.hessian_extremes(model, spirals, steps=60)
+    assert r.lambda_max == pytest.approx(lmax, rel=0.01)
+    assert r.lambda_min == pytest.approx(lmin, rel=0.01, abs=1e-3 * lmax)
+    dx, dy = landscape.random_direction(model, seed=1), landscape.random_direction(model, seed=2)
+    cmap = landscape.curvature_map(model, spirals, dx, dy, steps=3, lanczos_steps=60, chunk_size=4)
+    assert cmap.lambda_max[1, 1].item() == pytest.approx(r.lambda_max, rel=1e-6)
