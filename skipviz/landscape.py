@@ -173,7 +173,6 @@ def _chunk_for(model: nn.Module, x: torch.Tensor, flat: _Flat) -> int:
 
 
 _CHUNKS: dict[tuple, int] = {}
-_BLOCK_SCALARS = 2 ** 22
 
 
 def _measure_chunk(model: nn.Module, x: torch.Tensor, flat: _Flat) -> int:
@@ -229,24 +228,14 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
         if method == "auto":
             trial = torch.addmm(flat.vector, points[:chunk_size], basis)
             method = _choose_method(model, flat, x, chunk_size, trial, runs)
-        # Blocks of whole chunks whose weights (float32) fill about _BLOCK_SCALARS: the batched
-        # pass prepares (folds) a block's parameters at once, then runs it chunk by chunk.
-        block = chunk_size * max(1, _BLOCK_SCALARS // (chunk_size * len(flat.vector)))
         losses, accuracies = [], []
-        for block_start in range(0, len(points), block):
-            weights = torch.addmm(flat.vector, points[block_start:block_start + block], basis)
-            if method == "batched":
-                prepared = evaluator.prepare(flat.unflatten(weights), flat.buffers)
-            for start in range(0, len(weights), chunk_size):
-                if method == "batched":
-                    params = {name: t[start:start + chunk_size] for name, t in prepared.items()}
-                    loss, acc = _point_losses(evaluator.run(params, flat.buffers, x), y, classification)
-                else:
-                    loss, acc = runs[method](weights[start:start + chunk_size])
-                losses.append(loss)
-                accuracies.append(acc)
-                if progress is not None:
-                    progress(len(loss))
+        for start in range(0, len(points), chunk_size):
+            # One chunk's weights at a time: small enough to stay in the caches.
+            loss, acc = runs[method](torch.addmm(flat.vector, points[start:start + chunk_size], basis))
+            losses.append(loss)
+            accuracies.append(acc)
+            if progress is not None:
+                progress(len(loss))
     return (torch.cat(losses), torch.cat(accuracies) if classification else None, method)
 
 
