@@ -228,6 +228,7 @@ class PointEvaluator:
             self.dies_at.setdefault(reader, set()).add(source)
         self.accumulate = self._accumulations(last_reader)
         self.accumulated_into = {add: other for other, add in self.accumulate.values()}
+        self.steps = self._plan()
 
     def _accumulations(self, last_reader: dict[fx.Node, fx.Node]) -> dict[fx.Node, tuple[fx.Node, fx.Node]]:
         """Linear node -> (other, addition) where the Linear's output (after its folded batch norm)
@@ -289,6 +290,48 @@ class PointEvaluator:
             out = self._run(points, prepared, buffers, x)
         return out.reshape(points, len(x), *out.shape[1:])
 
+    def _plan(self) -> list[tuple]:
+        """The graph as a list of steps (kind, node, details, values dying here, values this node
+        may overwrite), worked out once so that running a chunk costs little Python."""
+        steps = []
+        for node in self.nodes:
+            dying = tuple(self.dies_at.get(node, ()))
+            once = {a for a in node.args if isinstance(a, fx.Node)
+                    and sum(b is a for b in node.args) == 1}
+            writable = frozenset(a for a in dying if a in once)
+            module = self.modules.get(node)
+            simple = len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node)
+            if node.op == "placeholder":
+                kind, details = "input", node in self.shared_inputs
+            elif node.op == "output":
+                kind, details = "output", node.args[0]
+            elif node.op == "get_attr":
+                kind, details = "attr", node.target
+            elif isinstance(module, nn.Linear):
+                name = str(node.target)
+                kind, details = "linear", (name + ".weight", name + ".bias", node.args[0],
+                                           node.args[0] in self.shared_inputs,
+                                           self.accumulate.get(node))
+            elif isinstance(module, nn.BatchNorm1d) and node in self.folded_norms:
+                kind, details = "alias", node.args[0]  # folded into the layer before it
+            elif type(module) in _INPLACE_MODULES and simple:
+                # nn.ReLU(inplace=True) returns its input's tensor, which may not be ours.
+                kind, details = "activation", (module, _INPLACE_MODULES[type(module)],
+                                               not getattr(module, "inplace", False))
+            elif node.op == "call_module":
+                kind, details = "module", None
+            elif node.op == "call_function" and node.target in _INPLACE_FUNCTIONS and simple:
+                kind, details = "activation", (node.target, _INPLACE_FUNCTIONS[node.target], True)
+            elif node.op == "call_function" and node.target in _ADDITIONS \
+                    and len(node.args) == 2 and not node.kwargs:
+                kind, details = "add", None
+            elif node.op == "call_function":
+                kind, details = "function", None
+            else:
+                kind, details = "method", None
+            steps.append((kind, node, details, dying, writable))
+        return steps
+
     def _run(self, points: int, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
         env: dict[fx.Node, object] = {}
         owned: set[fx.Node] = set()  # new tensors nothing outside this run refers to
@@ -298,88 +341,68 @@ class PointEvaluator:
         def value(arg):
             return fx.node.map_arg(arg, env.__getitem__)
 
-        for node in self.nodes:
-            dying = self.dies_at.get(node, ())
-            writable = self._writable(node, dying, owned, inplace_ok)
-            fresh = False
-            if node.op == "placeholder":
+        for kind, node, details, dying, writable in self.steps:
+            fresh = True
+            if kind == "linear":
+                weight_name, bias_name, source, shared, accumulate = details
+                weight, bias, inputs = params[weight_name], params.get(bias_name), env[source]
+                if accumulate is not None and inplace_ok and accumulate[0] in owned \
+                        and _linear_into(points, inputs, weight, bias, env[accumulate[0]]):
+                    result = env[accumulate[0]]
+                    accumulated.add(accumulate[1])
+                else:
+                    result = _linear(points, inputs, weight, bias, shared)
+            elif kind == "activation":
+                function, inplace, fresh = details
+                (source,) = node.args
+                if inplace_ok and source in owned and source in writable:
+                    result, fresh = inplace(env[source]), True
+                else:
+                    result = function(env[source])
+            elif kind == "alias":
+                result = env[details]
+            elif kind == "add":
+                if node in accumulated:
+                    result = env[self.accumulated_into[node]]
+                else:
+                    result, fresh = self._add(node, value, inplace_ok, owned, writable)
+            elif kind == "input":
                 # Linear layers read the one copy of the input for every point; anything else
                 # gets it repeated along the batch dimension.
-                result = x if node in self.shared_inputs else x.repeat(points, *[1] * (x.dim() - 1))
-            elif node.op == "output":
-                return value(node.args[0])
-            elif node.op == "get_attr":
-                result = buffers[node.target] if node.target in buffers else getattr(self.traced, node.target)
-            elif node.op == "call_module" and inplace_ok and node in self.accumulate \
-                    and self.accumulate[node][0] in owned \
-                    and self._linear_into(node, points, params, value, env[self.accumulate[node][0]]):
-                other, add = self.accumulate[node]
-                result, fresh = env[other], True
-                accumulated.add(add)
-            elif node.op == "call_module":
-                result, fresh = self._module(node, points, params, buffers, value, writable)
-            elif node in accumulated:
-                result, fresh = env[self.accumulated_into[node]], True
-            elif node.op == "call_function" and node.target in _INPLACE_FUNCTIONS \
-                    and len(node.args) == 1 and not node.kwargs:
-                (arg,) = node.args
-                inplace = isinstance(arg, fx.Node) and writable(arg)
-                function = _INPLACE_FUNCTIONS[node.target] if inplace else node.target
-                result, fresh = function(value(arg)), True
-            elif node.op == "call_function" and node.target in _ADDITIONS and len(node.args) == 2 \
-                    and not node.kwargs:
-                result, fresh = self._add(node, value, writable)
-            elif node.op == "call_function":
-                result = node.target(*value(node.args), **value(node.kwargs))
-            else:  # call_method
+                result = x if details else x.repeat(points, *[1] * (x.dim() - 1))
+                fresh = False
+            elif kind == "output":
+                return value(details)
+            elif kind == "attr":
+                result = buffers[details] if details in buffers else getattr(self.traced, details)
+                fresh = False
+            elif kind == "module":
+                result, fresh = self._module(node, points, params, buffers, value)
+            elif kind == "function":
+                result, fresh = node.target(*value(node.args), **value(node.kwargs)), False
+            else:  # a method call
                 this, *rest = value(node.args)
-                result = getattr(this, node.target)(*rest, **value(node.kwargs))
+                result, fresh = getattr(this, node.target)(*rest, **value(node.kwargs)), False
             env[node] = result
             if fresh:
                 owned.add(node)
             for source in dying:
-                env.pop(source, None)
+                del env[source]
                 owned.discard(source)
         raise RuntimeError("the traced graph has no output")  # fx graphs always have one
 
-    @staticmethod
-    def _writable(node: fx.Node, dying, owned: set[fx.Node], inplace_ok: bool):
-        """arg -> whether `node` may overwrite arg's tensor: ours, read by nobody after."""
-        def writable(arg: fx.Node) -> bool:
-            return (inplace_ok and arg in owned and arg in dying
-                    and sum(a is arg for a in node.args) == 1)
-        return writable
-
-    def _linear_into(self, node: fx.Node, points: int, params: Params, value,
-                     target: torch.Tensor) -> bool:
-        """target += this Linear's output, in place, when shapes and layout allow; whether done."""
-        weight, bias = params[str(node.target) + ".weight"], params.get(str(node.target) + ".bias")
-        (x,) = value(node.args)
-        if node.args[0] in self.shared_inputs or not target.is_contiguous() \
-                or target.shape != (*x.shape[:-1], weight.shape[1]) or target.dtype != weight.dtype:
-            return False
-        acc = target.view(points, -1, weight.shape[1])
-        if bias is not None:
-            acc.add_(bias.unsqueeze(1))
-        acc.baddbmm_(x.reshape(points, -1, x.shape[-1]), weight.transpose(1, 2))
-        return True
-
-    def _module(self, node: fx.Node, points: int, params: Params, buffers: Params, value, writable
+    def _module(self, node: fx.Node, points: int, params: Params, buffers: Params, value
                 ) -> tuple[object, bool]:
-        """One call_module node -> (result, whether the result is a new tensor)."""
+        """A call_module node other than a Linear or an activation -> (result, whether the
+        result is a new tensor)."""
         name, module = str(node.target), self.modules[node]
-        if isinstance(module, (nn.Linear, nn.Conv1d)):
-            weight, bias = params[name + ".weight"], params.get(name + ".bias")
-            (x,) = value(node.args)
-            if isinstance(module, nn.Linear):
-                return _linear(points, x, weight, bias, shared=node.args[0] in self.shared_inputs), True
+        if isinstance(module, nn.Conv1d):
             if module.padding_mode != "zeros" or isinstance(module.padding, str):
                 raise ValueError("point-batched Conv1d supports numeric zero padding only")
-            return _conv1d(points, x, weight, bias, module.stride, module.padding,
-                           module.dilation, module.groups), True
+            (x,) = value(node.args)
+            return _conv1d(points, x, params[name + ".weight"], params.get(name + ".bias"),
+                           module.stride, module.padding, module.dilation, module.groups), True
         if isinstance(module, nn.BatchNorm1d):
-            if node in self.folded_norms:
-                return value(node.args[0]), True  # already applied by the layer before it
             if module.training or module.running_mean is None:
                 raise ValueError("batch norm in training mode (or without running statistics) "
                                  "mixes the points of a batched evaluation; use eval mode")
@@ -387,28 +410,37 @@ class PointEvaluator:
             return _batch_norm_eval(points, x, buffers[name + ".running_mean"],
                                     buffers[name + ".running_var"], params.get(name + ".weight"),
                                     params.get(name + ".bias"), module.eps), True
-        if type(module) in _INPLACE_MODULES and len(node.args) == 1 and not node.kwargs:
-            (arg,) = node.args
-            if isinstance(arg, fx.Node) and writable(arg):
-                return _INPLACE_MODULES[type(module)](value(arg)), True
-            # nn.ReLU(inplace=True) returns its input's tensor, which may not be ours.
-            return module(value(arg)), not getattr(module, "inplace", False)
         return module(*value(node.args), **value(node.kwargs)), False
 
     @staticmethod
-    def _add(node: fx.Node, value, writable) -> tuple[object, bool]:
+    def _add(node: fx.Node, value, inplace_ok: bool, owned: set[fx.Node], writable: frozenset
+             ) -> tuple[object, bool]:
         """a + b, written into a or b when that one is ours, dies here and has the result's
         shape and dtype already."""
         a, b = node.args
         va, vb = value(a), value(b)
         if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
             return va + vb, isinstance(va, torch.Tensor) or isinstance(vb, torch.Tensor)
-        if va.shape == vb.shape and va.dtype == vb.dtype:
-            if isinstance(a, fx.Node) and writable(a):
+        if inplace_ok and va.shape == vb.shape and va.dtype == vb.dtype:
+            if a in owned and a in writable:
                 return va.add_(vb), True
-            if isinstance(b, fx.Node) and writable(b):
+            if b in owned and b in writable:
                 return vb.add_(va), True
         return va + vb, True
+
+
+def _linear_into(points: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 target: torch.Tensor) -> bool:
+    """target += the Linear's output (x (P*n, in), weight (P, out, in)), in place, when shapes and
+    layout allow; whether it was done."""
+    if not target.is_contiguous() or target.shape != (*x.shape[:-1], weight.shape[1]) \
+            or target.dtype != weight.dtype:
+        return False
+    acc = target.view(points, -1, weight.shape[1])
+    if bias is not None:
+        acc.add_(bias.unsqueeze(1))
+    acc.baddbmm_(x.reshape(points, -1, x.shape[-1]), weight.transpose(1, 2))
+    return True
 
 
 # The evaluator of each model, remade when anything its trace depends on has changed.

@@ -229,9 +229,13 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
             trial = torch.addmm(flat.vector, points[:chunk_size], basis)
             method = _choose_method(model, flat, x, chunk_size, trial, runs)
         losses, accuracies = [], []
+        # One chunk's weights at a time, small enough to stay in the caches, always in the same
+        # buffer: a fresh megabyte-sized tensor per chunk costs page faults on every chunk.
+        buffer = torch.empty(min(chunk_size, len(points)), len(flat.vector), dtype=flat.vector.dtype)
         for start in range(0, len(points), chunk_size):
-            # One chunk's weights at a time: small enough to stay in the caches.
-            loss, acc = runs[method](torch.addmm(flat.vector, points[start:start + chunk_size], basis))
+            rows = points[start:start + chunk_size]
+            weights = torch.addmm(flat.vector, rows, basis, out=buffer[:len(rows)])
+            loss, acc = runs[method](weights)
             losses.append(loss)
             accuracies.append(acc)
             if progress is not None:
@@ -242,10 +246,9 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
 def _choose_method(model: nn.Module, flat: _Flat, x: torch.Tensor, chunk_size: int,
                    trial: torch.Tensor, runs: dict[str, Callable]) -> str:
     """The fastest of `runs` on the `trial` chunk of weights, measured once per model (structure
-    and settings), data shape and chunk size in this process. The batched pass only competes where it is
-    supported and its losses agree with the one-point-at-a-time loop's."""
-    # The signature covers the model's structure and settings (skips included), which decide
-    # whether the batched pass agrees with the loop.
+    and settings, skips included), data shape and chunk size in this process. The batched pass
+    only competes where it is supported and its losses agree with the one-point-at-a-time loop's.
+    """
     key = (batched.signature(model), tuple(tuple(s) for s in flat.shapes), tuple(x.shape),
            chunk_size, tuple(flat.buffers), torch.get_num_threads())
     if key not in _METHOD_CHOICE:
@@ -427,8 +430,8 @@ def surface_2d(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tensor]
     near 2 MB, at most 64). method 'batched' runs a chunk as one forward pass with every weight
     tensor stacked along a points dimension (`skipviz.batched`: Linear, Conv1d and BatchNorm
     layers); 'vmap' does the same through `torch.func.vmap`, for any model; 'loop' runs one point
-    after another through one flat weight vector; 'auto' times them once per model shape and
-    process and keeps the fastest.
+    after another; 'auto' times them once per model and process and keeps the fastest (the
+    batched pass only if its losses agree with the loop's).
     cache=True stores the result in the cache folder under a hash of the model, data, directions
     and arguments. Returns a Surface2D; the model is left unchanged.
     """
