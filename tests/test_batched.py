@@ -52,6 +52,9 @@ MODELS = {
     "telescope": lambda: models.TelescopeMLP(40, 10, width=16, depth=5),
     "conv, doubling": lambda: models.SkipConvNet(channels=8, depth=4),
     "conv, projection": lambda: models.SkipConvNet(channels=8, depth=4, shortcut="projection"),
+    # Layers narrower than 16 outputs take the transposed product, inside and at the output.
+    "narrow layers": lambda: nn.Sequential(nn.Linear(40, 8), nn.ReLU(), nn.Linear(8, 12),
+                                           nn.BatchNorm1d(12), nn.Tanh(), nn.Linear(12, 10)),
 }
 
 
