@@ -316,19 +316,16 @@ class PointEvaluator:
             if node.op == "placeholder":
                 kind, details = "input", node in self.shared_inputs
             elif node.op == "output":
-                # A Linear's output comes split by point already (see "linear" below).
+                # A Linear read only by the output returns its result split by point already.
                 source = node.args[0]
-                kind, details = "output", (source, isinstance(self.modules.get(source), nn.Linear))
+                kind, details = "output", (source, self._final_linear(source))
             elif node.op == "get_attr":
                 kind, details = "attr", node.target
             elif isinstance(module, nn.Linear):
                 name = str(node.target)
-                # The model's output comes back split by point, (P, n, out), which lets a narrow
-                # output layer skip copying its strided result.
-                final = all(user.op == "output" for user in node.users)
                 kind, details = "linear", (name + ".weight", name + ".bias", node.args[0],
                                            node.args[0] in self.shared_inputs,
-                                           self.accumulate.get(node), final)
+                                           self.accumulate.get(node), self._final_linear(node))
             elif isinstance(module, nn.BatchNorm1d) and node in self.folded_norms:
                 kind, details = "alias", node.args[0]  # folded into the layer before it
             elif type(module) in _INPLACE_MODULES and simple:
@@ -349,7 +346,14 @@ class PointEvaluator:
             steps.append((kind, node, details, dying, writable))
         return steps
 
+    def _final_linear(self, node: object) -> bool:
+        """A Linear read only by the graph's output: it returns its result split by point,
+        (P, n, ..., out), so that a narrow output layer need not copy its strided result."""
+        return isinstance(node, fx.Node) and isinstance(self.modules.get(node), nn.Linear) \
+            and bool(node.users) and all(user.op == "output" for user in node.users)
+
     def _run(self, points: int, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
+        """The plan's steps on (P * n, ...) activations -> outputs (P, n, ...)."""
         env: dict[fx.Node, object] = {}
         owned: set[fx.Node] = set()  # new tensors nothing outside this run refers to
         inplace_ok = not torch.is_grad_enabled()  # autograd may have saved them for the backward

@@ -97,6 +97,19 @@ class ReadsTwice(nn.Module):
         return s * r
 
 
+class OutputReadTwice(nn.Module):
+    """The output layer (narrow: 4 outputs) is also read by another operation."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.b(torch.relu(self.a(x)))
+        self.last_scaled = y * 2  # a second reader of the output layer's result
+        return y
+
+
 class DataDependent(nn.Module):
     """Control flow fx cannot trace: runs through the TorchFunctionMode instead."""
 
@@ -111,7 +124,7 @@ class DataDependent(nn.Module):
         return self.b(h)
 
 
-@pytest.mark.parametrize("model_type", [ReadsTwice, DataDependent])
+@pytest.mark.parametrize("model_type", [ReadsTwice, OutputReadTwice, DataDependent])
 def test_in_place_safety_and_the_untraced_path(model_type):
     torch.manual_seed(0)
     model = with_random_statistics(model_type())
