@@ -483,9 +483,11 @@ def signature(model: nn.Module) -> tuple:
     return tuple(parts)
 
 
-def evaluator_for(model: nn.Module) -> PointEvaluator:
+def evaluator_for(model: nn.Module) -> PointEvaluator | None:
     """A PointEvaluator of `model`, reused while the model's structure, mode and settings
-    (`signature`) stay the same."""
+    (`signature`) stay the same; None when the model is not `supported`."""
+    if not supported(model):
+        return None
     current = signature(model)
     cached = _EVALUATORS.get(model)
     if cached is None or cached[0] != current:

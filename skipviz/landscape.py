@@ -155,9 +155,11 @@ def _point_losses(outputs: torch.Tensor, y: torch.Tensor, classification: bool
     return losses, ((outputs.max(-1).indices == y).double().mean(-1) if classification else None)
 
 
-# Which method was faster, per (parameter shapes, data shape, chunk size), measured once per process
-# so that repeated calls on the same model give identical numbers.
+# Which method was faster, per (model signature, data shape, chunk size), measured once per
+# process so that repeated calls on the same model give identical numbers; and the chunk size
+# per (model, data shape).
 _METHOD_CHOICE: dict[tuple, str] = {}
+_CHUNKS: dict[tuple, int] = {}
 
 # A chunk's activations should stay near this many scalars (2 MB of float32): measured on this
 # machine, point-batched passes slow down once a chunk no longer fits the caches.
@@ -170,9 +172,6 @@ def _chunk_for(model: nn.Module, x: torch.Tensor, flat: _Flat) -> int:
     if key not in _CHUNKS:
         _CHUNKS[key] = _measure_chunk(model, x, flat)
     return _CHUNKS[key]
-
-
-_CHUNKS: dict[tuple, int] = {}
 
 
 def _measure_chunk(model: nn.Module, x: torch.Tensor, flat: _Flat) -> int:
@@ -216,13 +215,15 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
         losses = torch.cat([r[0] for r in results])
         return losses, (torch.cat([r[1] for r in results]) if classification else None)
 
-    runs = {"batched": run_batched, "vmap": run_vmap, "loop": run_loop}
     with eval_mode(model), torch.no_grad():
-        if method == "batched" and not batched.supported(model):
+        evaluator = batched.evaluator_for(model)
+        if evaluator is None and method == "batched":
             raise ValueError("method='batched' needs a model whose layers with parameters are all "
                              f"{', '.join(t.__name__ for t in batched.SUPPORTED_LAYERS)}; "
                              "use method='vmap' or 'loop'")
-        evaluator = batched.evaluator_for(model) if batched.supported(model) else None
+        runs = {"vmap": run_vmap, "loop": run_loop}
+        if evaluator is not None:
+            runs["batched"] = run_batched
         if chunk_size is None:
             chunk_size = _chunk_for(model, x, flat)
         if method == "auto":
@@ -247,13 +248,14 @@ def _choose_method(model: nn.Module, flat: _Flat, x: torch.Tensor, chunk_size: i
                    trial: torch.Tensor, runs: dict[str, Callable]) -> str:
     """The fastest of `runs` on the `trial` chunk of weights, measured once per model (structure
     and settings, skips included), data shape and chunk size in this process. The batched pass
-    only competes where it is supported and its losses agree with the one-point-at-a-time loop's.
+    (in `runs` only where the model is supported) competes only if its losses agree with the
+    one-point-at-a-time loop's.
     """
     key = (batched.signature(model), tuple(tuple(s) for s in flat.shapes), tuple(x.shape),
            chunk_size, tuple(flat.buffers), torch.get_num_threads())
     if key not in _METHOD_CHOICE:
         candidates = dict(runs)
-        if batched.supported(model):
+        if "batched" in candidates:
             try:
                 reference, _ = runs["loop"](trial[:2])
                 agree = torch.allclose(runs["batched"](trial[:2])[0], reference, rtol=1e-4, atol=1e-6)
@@ -261,8 +263,6 @@ def _choose_method(model: nn.Module, flat: _Flat, x: torch.Tensor, chunk_size: i
                 agree = False
             if not agree:
                 del candidates["batched"]
-        else:
-            del candidates["batched"]
         times = {}
         for name, run in candidates.items():
             run(trial[:1])  # warm-up
@@ -333,6 +333,15 @@ def _check_tensor(name: str, t: object, shape: tuple[int, ...] | None = None) ->
         raise ValueError(f"{name} must be a float64 tensor of shape {shape or '(steps,)'}")
 
 
+def _check_evaluated(losses: object, accuracies: object, method: object,
+                     shape: tuple[int, ...]) -> None:
+    """The evaluated part of a Slice1D or Surface2D: losses (and accuracies unless None) of
+    `shape`, and the method that evaluated them."""
+    _check_tensor("losses", losses, shape)
+    if accuracies is not None:
+        _check_tensor("accuracies", accuracies, shape)
+    check_choice("method", method, METHODS[1:])
+
 
 @dataclass
 class Slice1D:
@@ -349,9 +358,7 @@ class Slice1D:
 
     def _check(self) -> None:
         _check_tensor("alphas", self.alphas)
-        for name in ("losses",) + (("accuracies",) if self.accuracies is not None else ()):
-            _check_tensor(name, getattr(self, name), tuple(self.alphas.shape))
-        check_choice("method", self.method, METHODS[1:])
+        _check_evaluated(self.losses, self.accuracies, self.method, tuple(self.alphas.shape))
 
 
 @dataclass
@@ -371,10 +378,8 @@ class Surface2D:
     def _check(self) -> None:
         _check_tensor("alphas", self.alphas)
         _check_tensor("betas", self.betas)
-        shape = (len(self.alphas), len(self.betas))
-        for name in ("losses",) + (("accuracies",) if self.accuracies is not None else ()):
-            _check_tensor(name, getattr(self, name), shape)
-        check_choice("method", self.method, METHODS[1:])
+        _check_evaluated(self.losses, self.accuracies, self.method,
+                         (len(self.alphas), len(self.betas)))
 
     @property
     def center_loss(self) -> float:
@@ -508,7 +513,7 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
         if batch_size else [(x, y)]
     # The point-batched pass also folds batch norms into the layers before them, which makes
     # even a single point's products about 15% cheaper (measured).
-    evaluator = batched.evaluator_for(model) if batched.supported(model) else None
+    evaluator = batched.evaluator_for(model)
     leaves = [w.detach().clone().requires_grad_(True)
               for w in (weights.split(len(weights)) if evaluator else weights.split(1))]
 

@@ -168,7 +168,7 @@ def test_evaluator_follows_changes_to_the_model():
 
 def test_unsupported_layers_and_training_mode_are_refused(spirals_small):
     model = nn.Sequential(nn.Linear(2, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
-    assert not batched.supported(model)
+    assert not batched.supported(model) and batched.evaluator_for(model) is None
     with pytest.raises(ValueError, match="Linear, Conv1d, BatchNorm1d"):
         batched.PointEvaluator(model)
     dx, dy = landscape.random_direction(model, seed=1), landscape.random_direction(model, seed=2)
