@@ -166,7 +166,7 @@ _INPLACE_FUNCTIONS = {torch.relu: torch.relu_, F.relu: torch.relu_, torch.tanh: 
 _ADDITIONS = (operator.add, torch.add)
 
 
-def _trace(model: nn.Module) -> fx.GraphModule | None:
+def trace(model: nn.Module) -> fx.GraphModule | None:
     """The model's graph (Linear, Conv1d, BatchNorm and activations as leaves), or None when fx
     cannot trace it or it reads a parameter outside a supported layer."""
     try:
@@ -190,7 +190,7 @@ def _trace(model: nn.Module) -> fx.GraphModule | None:
     return traced
 
 
-def _foldable(traced: fx.GraphModule, node: fx.Node) -> bool:
+def foldable(traced: fx.GraphModule, node: fx.Node) -> bool:
     """A Linear or Conv1d whose only reader is an eval-mode batch norm with running statistics."""
     if node.op != "call_module" or len(node.users) != 1:
         return False
@@ -217,7 +217,7 @@ class PointEvaluator:
             raise ValueError("point-batched evaluation needs a model whose layers with parameters "
                              f"are all {', '.join(t.__name__ for t in SUPPORTED_LAYERS)}")
         self.model = model
-        self.traced = _trace(model)
+        self.traced = trace(model)
         if self.traced is None:
             return
         self.nodes = list(self.traced.graph.nodes)
@@ -225,7 +225,7 @@ class PointEvaluator:
                         for node in self.nodes if node.op == "call_module"}
         # Linear/Conv1d node -> the batch-norm node folded into it.
         self.folds = {node: next(iter(node.users)) for node in self.nodes
-                      if _foldable(self.traced, node)}
+                      if foldable(self.traced, node)}
         self.folded_norms = set(self.folds.values())
         self.shared_inputs = {node for node in self.nodes if node.op == "placeholder" and all(
             isinstance(self.modules.get(user), nn.Linear) and user.args == (node,)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from . import _cache, batched
+from . import _cache, batched, hvp
 from ._validation import check_choice, check_int, check_positive
 from .data import SPLITS, Dataset
 from .settings import cache_dir, progress_bars
@@ -492,11 +492,14 @@ class HessianExtremes:
 
 
 def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size: int | None,
-                      weights: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+                      weights: torch.Tensor, autograd: bool = False
+                      ) -> Callable[[torch.Tensor], torch.Tensor]:
     """matvec(v (P, n)) -> (P, n), whose row p is H(weights[p]) v[p]: the Hessian of the mean loss
     over the split, taken at that row's weights (weights (P, n), flat like `_Flat.vector`).
 
-    Reverse over reverse: the gradient g(w) is built once, with its graph, and each product is one
+    For an MLP (Linear, batch norm, activations, additions) without `batch_size`, the products
+    are Pearlmutter's R-operator written out layer by layer (`skipviz.hvp`). Otherwise, or with
+    autograd=True (for comparisons), reverse over reverse: the gradient g(w) is built once, with its graph, and each product is one
     more backward pass through it (the gradient of g . v), so a Lanczos run pays for the forward
     pass and the first backward pass only once. With `batch_size`, the split is processed in
     pieces and the graph rebuilt piece by piece for every product (memory bounded by one
@@ -509,6 +512,13 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
     classification = dataset.task == "classification"
     flat = _Flat(model)
     n = len(x)
+    if batch_size is None and not autograd:
+        # An MLP's products written out by the R-operator (`skipviz.hvp`): fewer operations
+        # than autograd's second backward pass, about twice as fast.
+        rop = hvp.hessian_operator(model, flat.unflatten(weights), flat.buffers, x, y,
+                                   "cross_entropy" if classification else "mse")
+        if rop is not None:
+            return rop
     pieces = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)] \
         if batch_size else [(x, y)]
     # The point-batched pass also folds batch norms into the layers before them, which makes
@@ -568,8 +578,9 @@ def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, ste
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(n, generator=gen, dtype=torch.float64).expand(batch, n).clone()
     q /= q.norm(dim=1, keepdim=True)
-    basis = torch.zeros(batch, steps, n, dtype=torch.float64)
-    products = torch.zeros(batch, steps, n, dtype=torch.float64)  # A q_j, kept for the residuals
+    # Only rows already written are ever read: no need to zero megabytes first.
+    basis = torch.empty(batch, steps, n, dtype=torch.float64)
+    products = torch.empty(batch, steps, n, dtype=torch.float64)  # A q_j, kept for the residuals
     alphas = torch.zeros(batch, steps, dtype=torch.float64)
     betas = torch.zeros(batch, steps, dtype=torch.float64)
     done = steps
@@ -582,9 +593,10 @@ def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, ste
         # the Lanczos vectors lose orthogonality and ghost eigenvalues appear. A second pass when
         # the first removed most of w (the DGKS test; "twice is enough").
         before = w.norm(dim=1)
+        done_basis = basis[:, :j + 1]
         for _ in range(2):
-            w -= torch.einsum("bk,bkn->bn", torch.einsum("bkn,bn->bk", basis[:, :j + 1], w),
-                              basis[:, :j + 1])
+            coefficients = torch.bmm(done_basis, w.unsqueeze(2))  # (batch, j + 1, 1)
+            w.unsqueeze(1).baddbmm_(coefficients.transpose(1, 2), done_basis, alpha=-1)
             after = w.norm(dim=1)
             if bool((after > 0.7071 * before).all()):
                 break

@@ -229,6 +229,24 @@ def bench_hessian(rounds: int) -> None:
     print(f"    its products sum {batches} mini-batches: lambda_max / {batches} = {top / batches:.3f}, "
           f"lambda_min / {batches} = {low / batches:.3f} (weights only, no biases or batch-norm "
           "parameters)")
+    # One product each way, on the same model, point and vector.
+    flat = landscape._Flat(model)
+    weights = flat.vector.unsqueeze(0)
+    vector = torch.randn(1, len(flat.vector), generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    with training.eval_mode(model):
+        operators = {"rop": landscape._hessian_operator(model, ds, "train", None, weights),
+                     "autograd": landscape._hessian_operator(model, ds, "train", None, weights,
+                                                             autograd=True)}
+        repeats = 20
+        product_times = interleaved({k: (lambda op=op: [op(vector) for _ in range(repeats)])
+                                     for k, op in operators.items()}, rounds)
+        difference = (operators["rop"](vector) - operators["autograd"](vector)).norm() \
+            / operators["autograd"](vector).norm()
+    rop_ms, autograd_ms = (1e3 * product_times[k] / repeats for k in ("rop", "autograd"))
+    print(f"  {'one Hessian-vector product: R-operator':46s}{rop_ms:6.2f} ms; autograd reverse over "
+          f"reverse {autograd_ms:.2f} ms ({autograd_ms / rop_ms:.1f}x slower); relative "
+          f"difference {difference:.1e}")
     try:
         from pyhessian import hessian
         start = time.perf_counter()

@@ -15,9 +15,10 @@ def with_random_statistics(model: nn.Module) -> nn.Module:
         if isinstance(m, nn.BatchNorm1d):
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.3)
-            with torch.no_grad():
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
+            if m.affine:
+                with torch.no_grad():
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
     return model.eval()
 
 
