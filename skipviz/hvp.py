@@ -165,6 +165,29 @@ def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return a if b is None else a + b
 
 
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """x (P, n, in), w (P, out, in), b (P, out) or None -> (P, n, out); for one point, the
+    model's own F.linear, so that the values match the model's to the last bit."""
+    if len(x) == 1:
+        return F.linear(x[0], w[0], None if b is None else b[0]).unsqueeze(0)
+    return torch.bmm(x, w.transpose(1, 2)) if b is None \
+        else torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+def _batch_norm(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, gamma: torch.Tensor | None,
+                beta: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Eval-mode batch norm of x (P, n, C) with gamma, beta (P, C) or None; for one point, the
+    model's own F.batch_norm."""
+    if len(x) == 1:
+        return F.batch_norm(x[0], mean, var, None if gamma is None else gamma[0],
+                            None if beta is None else beta[0], False, 0.0, eps).unsqueeze(0)
+    scale = torch.rsqrt(var + eps).expand(len(x), -1)
+    if gamma is not None:
+        scale = gamma * scale
+    shift = -mean * scale + (0 if beta is None else beta)
+    return torch.addcmul(shift.unsqueeze(1), x, scale.unsqueeze(1))
+
+
 class _Sparse:
     """Entries of a sparse matrix that is the same at every point but for its values: rows,
     columns (k,) and values (P, k), collected piece by piece; `block_diagonal` lays the P copies
@@ -276,6 +299,9 @@ class _Operator:
         self.n_theta = sum(sizes)
         self.phi: dict[tuple[fx.Node, str], torch.Tensor] = {}  # (node, "weight"/"bias") -> (P, ...)
         self.folds: dict[fx.Node, tuple] = {}  # folds with a gamma: what S needs
+        # The model's own parameters of each Linear and batch-norm step, None where absent:
+        # (weight, bias, batch norm folded into it or None) and (gamma, beta).
+        self.original: dict[fx.Node, tuple] = {}
         jacobian = _Sparse(P)
         end = 0
 
@@ -299,6 +325,7 @@ class _Operator:
         for kind, node, inputs, details in self.steps:
             if kind == "norm":
                 name, module = details
+                self.original[node] = (params.get(name + ".weight"), params.get(name + ".bias"))
                 ones = torch.ones(module.num_features, dtype=self.dtype)
                 identity(node, "weight", name + ".weight", ones)
                 identity(node, "bias", name + ".bias", torch.zeros_like(ones))
@@ -308,6 +335,8 @@ class _Operator:
             linear, fold = details
             weight, bias = linear + ".weight", linear + ".bias"
             w = params[weight]
+            self.original[node] = (w, params.get(bias), None if fold is None else (
+                *fold, params.get(fold[0] + ".weight"), params.get(fold[0] + ".bias")))
             if fold is None:
                 identity(node, "weight", weight, w[0])
                 identity(node, "bias", bias, torch.zeros(w.shape[1], dtype=self.dtype))
@@ -323,6 +352,7 @@ class _Operator:
             s = r if gamma is None else gamma * r
             iw = slot(node, "weight", w * s.unsqueeze(2))
             ib = slot(node, "bias", s * c + (0 if beta is None else beta))
+
             jacobian.add(iw, theta(weight), s.unsqueeze(2).expand_as(w))  # dW*/dW
             if bias in params:
                 jacobian.add(ib, theta(bias), s)  # db*/db
@@ -378,19 +408,19 @@ class _Operator:
 
     def _forward(self, kind: str, node: fx.Node, inputs: tuple, details,
                  buffers: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One node's value at the weights (P, n, C), and what its products will need."""
         source = self.value[inputs[0]]
         if source.dim() != 3:
             raise ValueError("the R-operator products need activations (batch, features)")
         if kind == "linear":
-            w, b = self.phi[node, "weight"], self.phi[node, "bias"]
-            return torch.baddbmm(b.unsqueeze(1), source, w.transpose(1, 2))
+            return self._linear_value(node, source, buffers)
         if kind == "norm":
             name, module = details
-            r = torch.rsqrt(buffers[name + ".running_var"] + module.eps)
-            normalized = (source - buffers[name + ".running_mean"]) * r
-            gamma, beta = self.phi[node, "weight"], self.phi[node, "bias"]
-            self.saved[node] = (normalized, (gamma * r).unsqueeze(1), r)
-            return torch.addcmul(beta.unsqueeze(1), normalized, gamma.unsqueeze(1))
+            mean, var = buffers[name + ".running_mean"], buffers[name + ".running_var"]
+            r = torch.rsqrt(var + module.eps)
+            gamma = self.phi[node, "weight"]
+            self.saved[node] = ((source - mean) * r, (gamma * r).unsqueeze(1), r)
+            return _batch_norm(source, mean, var, *self.original[node], module.eps)
         if kind == "act":
             a, d1, d2 = _activation(details, source)
             self.saved[node] = (d1, d2)
@@ -400,6 +430,19 @@ class _Operator:
         if kind == "scale":
             return details * source
         return source  # alias
+
+    def _linear_value(self, node: fx.Node, x: torch.Tensor, buffers: Mapping[str, torch.Tensor]
+                      ) -> torch.Tensor:
+        """A Linear step's value, computed unfolded, as the model computes it: a ReLU input within
+        float32 rounding of zero must fall on the same side as in the model, or H v changes
+        (folded, two of notebook 04's four million ReLU inputs flipped: 3e-4 relative error)."""
+        w, b, fold = self.original[node]
+        z = _linear(x, w, b)
+        if fold is None:
+            return z
+        name, module, gamma, beta = fold
+        return _batch_norm(z, buffers[name + ".running_mean"], buffers[name + ".running_var"],
+                           gamma, beta, module.eps)
 
     def _backward(self, out_adjoint: torch.Tensor) -> dict[fx.Node, torch.Tensor]:
         """The adjoint dL/d(value) of every node the loss depends on through parameters."""

@@ -521,9 +521,10 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
             return rop
     pieces = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)] \
         if batch_size else [(x, y)]
-    # The point-batched pass also folds batch norms into the layers before them, which makes
-    # even a single point's products about 15% cheaper (measured).
-    evaluator = batched.evaluator_for(model)
+    # Several points run through one point-batched pass. A single point runs through the
+    # model's own layers: the batched pass folds batch norms into the layers before them, and
+    # in float32 a ReLU input within rounding of zero can then fall on the other side.
+    evaluator = batched.evaluator_for(model) if len(weights) > 1 else None
     leaves = [w.detach().clone().requires_grad_(True)
               for w in (weights.split(len(weights)) if evaluator else weights.split(1))]
 

@@ -122,3 +122,17 @@ def test_bad_input():
     with pytest.raises(ValueError, match="every parameter"):
         hvp.hessian_operator(model, dict(list(params.items())[1:]), flat.buffers, x, y,
                              "cross_entropy")
+
+
+def test_values_at_one_point_are_the_models_own():
+    """In float32 a ReLU input within rounding of zero must fall on the same side as in the model
+    (folding a batch norm into the product moved two of notebook 04's inputs across zero)."""
+    torch.manual_seed(0)
+    model = with_random_statistics(models.ResidualMLP(40, 10, width=16, depth=3, block="v1",
+                                                      norm="batch"))
+    flat = landscape._Flat(model)
+    x, y = torch.randn(64, 40), torch.randint(0, 10, (64,))
+    op = hvp.hessian_operator(model, flat.unflatten(flat.vector.unsqueeze(0)), flat.buffers, x, y,
+                              "cross_entropy")
+    with torch.no_grad():
+        assert torch.equal(op.value[op.output][0], model(x))
