@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import operator
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.fx as fx
@@ -488,9 +488,16 @@ def evaluator_for(model: nn.Module) -> PointEvaluator | None:
     (`signature`) stay the same; None when the model is not `supported`."""
     if not supported(model):
         return None
+    return per_signature(_EVALUATORS, model, PointEvaluator)
+
+
+def per_signature(store: weakref.WeakKeyDictionary, model: nn.Module,
+                  make: Callable[[nn.Module], object]) -> object:
+    """make(model), kept in `store` (keyed weakly by the model) and made again only when the
+    model's `signature` has changed: a trace stays valid while the signature does."""
     current = signature(model)
-    cached = _EVALUATORS.get(model)
+    cached = store.get(model)
     if cached is None or cached[0] != current:
-        cached = (current, PointEvaluator(model))
-        _EVALUATORS[model] = cached
+        cached = (current, make(model))
+        store[model] = cached
     return cached[1]

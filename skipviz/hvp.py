@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validation import check_choice
-from .batched import foldable, signature, trace
+from .batched import foldable, per_signature, trace
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 Step = tuple  # (kind, node, inputs, details); see _step
@@ -116,12 +116,7 @@ def plan(model: nn.Module) -> list[Step] | None:
     """The model's traced graph as steps the R-operator can run, each batch norm that follows a
     Linear layer folded into it; None when some step is not supported (see the module docstring).
     Traced once per model and signature."""
-    current = signature(model)
-    cached = _PLANS.get(model)
-    if cached is None or cached[0] != current:
-        cached = (current, _plan(model))
-        _PLANS[model] = cached
-    return cached[1]
+    return per_signature(_PLANS, model, _plan)
 
 
 def _plan(model: nn.Module) -> list[Step] | None:

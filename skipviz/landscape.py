@@ -499,14 +499,14 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
 
     For an MLP (Linear, batch norm, activations, additions) without `batch_size`, the products
     are Pearlmutter's R-operator written out layer by layer (`skipviz.hvp`). Otherwise, or with
-    autograd=True (for comparisons), reverse over reverse: the gradient g(w) is built once, with its graph, and each product is one
-    more backward pass through it (the gradient of g . v), so a Lanczos run pays for the forward
-    pass and the first backward pass only once. With `batch_size`, the split is processed in
-    pieces and the graph rebuilt piece by piece for every product (memory bounded by one
-    piece); each piece's product is weighted by its share of the data, so the result is the
-    mean's Hessian, not a sum over pieces. The rows run together in one point-batched pass
-    (`skipviz.batched`) when the model's layers allow it, otherwise one after another through
-    `functional_call`.
+    autograd=True (for comparisons), reverse over reverse: the gradient g(w) is built once,
+    with its graph, and each product is one more backward pass through it (the gradient of
+    g . v), so a Lanczos run pays for the forward pass and the first backward pass only once.
+    With `batch_size`, the split is processed in pieces and the graph rebuilt piece by piece for
+    every product (memory bounded by one piece); each piece's product is weighted by its share
+    of the data, so the result is the mean's Hessian, not a sum over pieces. Several rows run
+    together in one point-batched pass (`skipviz.batched`) when the model's layers allow it; a
+    single row, or a model they do not allow, through `functional_call`.
     """
     x, y = dataset.split(split)
     classification = dataset.task == "classification"
@@ -662,8 +662,8 @@ def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split:
     def compute() -> HessianExtremes:
         with eval_mode(model):
             weights = _Flat(model).vector.unsqueeze(0)
-            hvp = _hessian_operator(model, dataset, split, batch_size, weights)
-            lmax, lmin, rmax, rmin, done = lanczos_extremes(hvp, weights.shape[1], steps,
+            matvec = _hessian_operator(model, dataset, split, batch_size, weights)
+            lmax, lmin, rmax, rmin, done = lanczos_extremes(matvec, weights.shape[1], steps,
                                                             seed=seed, tol=tol)
         return HessianExtremes(float(lmax[0]), float(lmin[0]), float(rmax[0]), float(rmin[0]), done)
 
@@ -735,10 +735,10 @@ def curvature_map(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tens
             basis = torch.stack([flat.flatten(dir_x), flat.flatten(dir_y)])
             for start in range(0, len(points), chunk_size):
                 weights = flat.vector + points[start:start + chunk_size].to(flat.vector.dtype) @ basis
-                hvp = _hessian_operator(model, dataset, split, batch_size, weights)
-                results.append(lanczos_extremes(hvp, weights.shape[1], lanczos_steps,
+                matvec = _hessian_operator(model, dataset, split, batch_size, weights)
+                results.append(lanczos_extremes(matvec, weights.shape[1], lanczos_steps,
                                                 batch=len(weights), seed=seed)[:4])
-                del hvp  # frees this chunk's graph before the next is built
+                del matvec  # frees this chunk's values and graph before the next is built
                 if bar is not None:
                     bar(len(weights))
         lmax, lmin, rmax, rmin = (torch.cat(r).view(steps, steps) for r in zip(*results))
