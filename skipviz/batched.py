@@ -91,7 +91,7 @@ def _conv1d(points: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return out.reshape(points * n, weight.shape[1], -1)
 
 
-def _affine(mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor | None,
+def affine(mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor | None,
             bias: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode batch norm as y = x * scale + shift: (scale, shift), each (C,) or (P, C)."""
     scale = torch.rsqrt(var + eps)
@@ -108,7 +108,7 @@ def _batch_norm_eval(points: int, x: torch.Tensor, mean: torch.Tensor, var: torc
                      ) -> torch.Tensor:
     """Eval-mode batch norm on x (P*n, C) or (P*n, C, L); weight and bias (P, C) or None;
     running mean and var (C,), shared by the points."""
-    scale, shift = _affine(mean, var, weight, bias, eps)
+    scale, shift = affine(mean, var, weight, bias, eps)
     shape = (points if scale.dim() == 2 else 1, 1, -1, *[1] * (x.dim() - 2))
     xs = x.reshape(points, -1, *x.shape[1:])
     return torch.addcmul(shift.view(shape), xs, scale.view(shape)).reshape(x.shape)
@@ -282,7 +282,7 @@ class PointEvaluator:
         for layer, norm_node in self.folds.items():
             name, norm_name = str(layer.target), str(norm_node.target)
             weight, bias = params[name + ".weight"], params.get(name + ".bias")
-            scale, shift = _affine(buffers[norm_name + ".running_mean"],
+            scale, shift = affine(buffers[norm_name + ".running_mean"],
                                    buffers[norm_name + ".running_var"],
                                    params.get(norm_name + ".weight"), params.get(norm_name + ".bias"),
                                    self.modules[norm_node].eps)

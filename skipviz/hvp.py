@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validation import check_choice
-from .batched import foldable, per_signature, trace
+from .batched import affine, foldable, per_signature, trace
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 Step = tuple  # (kind, node, inputs, details); see _step
@@ -176,11 +176,9 @@ def _batch_norm(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, gamma: t
     if len(x) == 1:
         return F.batch_norm(x[0], mean, var, None if gamma is None else gamma[0],
                             None if beta is None else beta[0], False, 0.0, eps).unsqueeze(0)
-    scale = torch.rsqrt(var + eps).expand(len(x), -1)
-    if gamma is not None:
-        scale = gamma * scale
-    shift = -mean * scale + (0 if beta is None else beta)
-    return torch.addcmul(shift.unsqueeze(1), x, scale.unsqueeze(1))
+    scale, shift = affine(mean, var, gamma, beta, eps)  # each (C,) or (P, C)
+    return torch.addcmul(shift.expand(len(x), -1).unsqueeze(1), x,
+                         scale.expand(len(x), -1).unsqueeze(1))
 
 
 class _Sparse:
