@@ -17,10 +17,14 @@ it do what a layer-by-layer call cannot: fold an eval-mode batch norm into the L
 that feeds it (per point: W' = s W, b' = s (b - mean) + beta: the same function, one pass over
 the activations less), and, without autograd, run activations and additions in place on tensors
 nothing else will read, down to accumulating a residual block's product straight into its
-skip tensor (x + W h computed as one baddbmm_ into x). A model fx cannot trace runs through
-`functional_call` under `PointBatched`, a TorchFunctionMode that routes the same three layers
-to the same kernels. A model with any other layer with parameters is not supported
-(`supported`); `landscape` then uses torch.func.vmap.
+skip tensor (x + W h computed as one baddbmm_ into x). On a plane through weight space
+(`on_plane`: weights W_0 + a D_1 + b D_2, as in a loss landscape) the folds and the products of
+the layers that read the input are affine in (a, b) (while the directions leave the norms'
+scales alone), so they are done once per plane instead of once per chunk of points.
+
+A model fx cannot trace runs through `functional_call` under `PointBatched`, a
+TorchFunctionMode that routes the same three layers to the same kernels. A model with any other
+layer with parameters is not supported (`supported`); `landscape` then uses torch.func.vmap.
 """
 
 from __future__ import annotations
@@ -276,21 +280,86 @@ class PointEvaluator:
         point: W' = s W and b' = s (b - mean) + beta, s = gamma / sqrt(var + eps)). Slices of
         the result along the points dimension are valid prepared parameters too, so a caller
         can prepare all its points once and run them chunk by chunk."""
+        return self._fold(params, buffers, params, centred=True)
+
+    def _fold(self, params: Params, buffers: Params, gammas: Params, centred: bool
+              ) -> dict[str, torch.Tensor]:
+        """`prepare`, with each norm's scale taken from `gammas`' weights; centred=False leaves
+        out the running mean, which gives the linear part of the fold (see `on_plane`)."""
         prepared = dict(params)
         if self.traced is None:
             return prepared
         for layer, norm_node in self.folds.items():
             name, norm_name = str(layer.target), str(norm_node.target)
             weight, bias = params[name + ".weight"], params.get(name + ".bias")
-            scale, shift = affine(buffers[norm_name + ".running_mean"],
-                                   buffers[norm_name + ".running_var"],
-                                   params.get(norm_name + ".weight"), params.get(norm_name + ".bias"),
-                                   self.modules[norm_node].eps)
+            mean = buffers[norm_name + ".running_mean"]
+            scale, shift = affine(mean if centred else torch.zeros_like(mean),
+                                  buffers[norm_name + ".running_var"],
+                                  gammas.get(norm_name + ".weight"), params.get(norm_name + ".bias"),
+                                  self.modules[norm_node].eps)
             scale = scale.expand(len(weight), -1)  # (P, out) even when the norm has no parameters
             prepared[name + ".weight"] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2))
             prepared[name + ".bias"] = shift.expand(len(weight), -1) if bias is None \
                 else torch.addcmul(shift, bias, scale)
         return prepared
+
+    def on_plane(self, origin: Params, directions: Params, buffers: Params, x: torch.Tensor
+                 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """A function rows (P, k) -> outputs (P, n, ...) of the model at the weights
+        origin + rows @ directions, for origin {name: (1, *shape)} and directions
+        {name: (k, *shape)} (a line, k = 1, or a plane, k = 2, through the weights space).
+
+        Two steps are affine in the weights, so they are done once here instead of once per
+        chunk of points: the batch-norm folds (a fold's scale depends only on the norm's weight),
+        and the Linear layers that read the input x, whose outputs at every point are
+        Z_0 + sum_i rows_i Z_i, with Z_i = x D_i^T + d_i computed once: one matrix product of
+        inner size k per chunk instead of one of inner size in_features.
+        None when the model runs through the mode, or when a direction moves the weight of a
+        folded batch norm (its scale then changes from point to point): use `prepare` and `run`.
+        """
+        if self.traced is None:
+            return None
+        for norm_node in self.folded_norms:
+            moved = directions.get(str(norm_node.target) + ".weight")
+            if moved is not None and bool(moved.any()):
+                return None
+        origin = self.prepare(origin, buffers)
+        directions = self._fold(directions, buffers, origin, centred=False)
+        # Input layers: their outputs, once at the origin and once along each direction.
+        fixed = {}
+        for kind, node, details, _, _ in self.steps:
+            if kind == "linear" and details[3]:
+                weight_name, bias_name = details[0], details[1]
+                at_origin = _linear(1, x, origin[weight_name], origin.get(bias_name))
+                along = torch.stack([F.linear(x, d) for d in directions[weight_name]])
+                if bias_name in directions:
+                    along = along + directions[bias_name].view(len(along), *[1] * (x.dim() - 1), -1)
+                fixed[node] = (at_origin.reshape(1, -1), along.reshape(len(along), -1),
+                               at_origin.shape, details[5])
+        # The per-chunk weights leave out what no step reads then: the input layers' parameters
+        # and the folded norms' (unless another call of the same module reads them).
+        dropped = {str(node.target) for node in [*fixed, *self.folded_norms]}
+        still_read = {str(node.target) for node in self.modules
+                      if node not in fixed and node not in self.folded_norms}
+        names = [name for name in origin if name.rpartition(".")[0] not in dropped - still_read]
+        shapes = [origin[name].shape[1:] for name in names]
+        start = torch.cat([origin[name].reshape(1, -1) for name in names], dim=1)
+        basis = torch.cat([directions[name].reshape(len(directions[name]), -1) for name in names],
+                          dim=1)
+        sizes = [s.numel() for s in shapes]
+
+        def outputs(rows: torch.Tensor) -> torch.Tensor:
+            points = len(rows)
+            flat = torch.addmm(start, rows, basis)
+            params = {name: part.view(points, *shape) for name, shape, part in
+                      zip(names, shapes, torch.split(flat, sizes, dim=1))}
+            given = {}
+            for node, (z0, zs, shape, final) in fixed.items():
+                out = torch.addmm(z0, rows, zs)
+                given[node] = out.view(points, *shape) if final else out.view(points * shape[0], *shape[1:])
+            return self._run(points, params, buffers, x, given)
+
+        return outputs
 
     def run(self, prepared: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs (P, n, ...) for parameters from `prepare`."""
@@ -352,8 +421,11 @@ class PointEvaluator:
         return isinstance(node, fx.Node) and isinstance(self.modules.get(node), nn.Linear) \
             and bool(node.users) and all(user.op == "output" for user in node.users)
 
-    def _run(self, points: int, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
-        """The plan's steps on (P * n, ...) activations -> outputs (P, n, ...)."""
+    def _run(self, points: int, params: Params, buffers: Params, x: torch.Tensor,
+             given: Mapping[fx.Node, torch.Tensor] | None = None) -> torch.Tensor:
+        """The plan's steps on (P * n, ...) activations -> outputs (P, n, ...); `given` holds
+        the outputs of Linear layers computed elsewhere (new tensors, see `on_plane`)."""
+        given = given or {}
         env: dict[fx.Node, object] = {}
         owned: set[fx.Node] = set()  # new tensors nothing outside this run refers to
         inplace_ok = not torch.is_grad_enabled()  # autograd may have saved them for the backward
@@ -366,13 +438,15 @@ class PointEvaluator:
             fresh = True
             if kind == "linear":
                 weight_name, bias_name, source, shared, accumulate, final = details
-                weight, bias, inputs = params[weight_name], params.get(bias_name), env[source]
-                if accumulate is not None and inplace_ok and accumulate[0] in owned \
-                        and _linear_into(points, inputs, weight, bias, env[accumulate[0]]):
+                weight, bias = params.get(weight_name), params.get(bias_name)
+                if node in given:
+                    result = given[node]
+                elif accumulate is not None and inplace_ok and accumulate[0] in owned \
+                        and _linear_into(points, env[source], weight, bias, env[accumulate[0]]):
                     result = env[accumulate[0]]
                     accumulated.add(accumulate[1])
                 else:
-                    result = _linear(points, inputs, weight, bias, shared, final)
+                    result = _linear(points, env[source], weight, bias, shared, final)
             elif kind == "activation":
                 function, inplace, fresh = details
                 (source,) = node.args

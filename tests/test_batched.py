@@ -73,6 +73,63 @@ def test_matches_separate_forward_passes(name):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
+class InputTwice(nn.Module):
+    """One Linear applied to the input and, again, to a hidden value; an input layer without a
+    bias feeding an affine-free batch norm; and an input read by an addition as well."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(6, 6)
+        self.b, self.norm = nn.Linear(6, 6, bias=False), nn.BatchNorm1d(6, affine=False)
+        self.c = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x)) + self.norm(self.b(x)) + x
+        return self.c(torch.tanh(self.a(h)))
+
+
+@pytest.mark.parametrize("name", ["v1 batch norm", "preact, scaled", "telescope", "narrow layers",
+                                  "input twice"])
+def test_a_plane_evaluates_like_separate_forward_passes(name):
+    # In float64: the plane's weights are summed in another order (s W0 + a s D against
+    # s (W0 + a D)), which float32 rounding would blur.
+    model = with_random_statistics(InputTwice() if name == "input twice" else MODELS[name]()).double()
+    flat = landscape._Flat(model)
+    gen = torch.Generator().manual_seed(4)
+    directions = torch.randn(2, len(flat.vector), generator=gen, dtype=torch.float64)
+    # As landscape's "biasbn" directions: the batch norms' own parameters stay where they are.
+    views = flat.unflatten(directions)
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.BatchNorm1d) and module.affine:
+            views[module_name + ".weight"].zero_()
+            views[module_name + ".bias"].zero_()
+    rows = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    x = torch.randn(12, 6 if name == "input twice" else 40, generator=gen, dtype=torch.float64)
+    evaluator = batched.PointEvaluator(model)
+    with torch.no_grad():
+        plane = evaluator.on_plane(flat.unflatten(flat.vector.unsqueeze(0)), flat.unflatten(directions),
+                                   flat.buffers, x)
+        assert plane is not None
+        out = plane(rows)
+        expected = separately(model, flat.unflatten(flat.vector + rows @ directions), flat.buffers, x)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_a_plane_that_moves_a_folded_norm_is_left_to_prepare():
+    model = with_random_statistics(MODELS["v1 batch norm"]())
+    flat = landscape._Flat(model)
+    evaluator = batched.PointEvaluator(model)
+    origin = flat.unflatten(flat.vector.unsqueeze(0))
+    moving = flat.unflatten(torch.randn(2, len(flat.vector)))  # the norms' weights move too
+    assert evaluator.on_plane(origin, moving, flat.buffers, torch.randn(4, 40)) is None
+    # Their biases may move: the fold stays affine in the weights.
+    still = flat.unflatten(torch.randn(2, len(flat.vector)))
+    for name, value in still.items():
+        if "norms" in name and name.endswith("weight"):
+            value.zero_()
+    assert evaluator.on_plane(origin, still, flat.buffers, torch.randn(4, 40)) is not None
+
+
 def test_folds_and_accumulates_where_it_should():
     ev = batched.PointEvaluator(with_random_statistics(MODELS["v1 batch norm"]()))
     assert len(ev.folds) == 6  # both Linears of each of 3 blocks feed a batch norm
