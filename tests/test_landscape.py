@@ -136,20 +136,6 @@ def test_methods_agree_and_calls_repeat_exactly(trained, spirals):
     torch.testing.assert_close(by_batch.accuracies, by_loop.accuracies)
 
 
-def test_accuracies_follow_argmax_including_ties_and_nan():
-    gen = torch.Generator().manual_seed(0)
-    scores = torch.randn(4, 10, 30, generator=gen)  # (points, classes, n): the batched layout
-    y = torch.randint(0, 10, (30,), generator=gen)
-    expected = lambda s: (s.transpose(1, 2).argmax(-1) == y).double().mean(-1)  # noqa: E731
-    assert torch.equal(landscape._accuracies(scores.transpose(1, 2), y), expected(scores))
-    scores[1, :, 0] = 2.0  # a tie of all classes: the first one wins
-    scores[2, y[3], 3] = scores[2, 0, 3] = 50.0  # a tie with an earlier class
-    scores[3, 4, 5] = float("nan")
-    assert torch.equal(landscape._accuracies(scores.transpose(1, 2), y), expected(scores))
-    rows = scores.transpose(1, 2).contiguous()  # the layout of vmap and loop
-    assert torch.equal(landscape._accuracies(rows, y), expected(scores))
-
-
 def test_surface_1d_interpolates_from_initialization(spirals):
     model = models.ResidualMLP(spirals.in_dim, spirals.out_dim, width=12, depth=2)
     start = snapshot(model)
