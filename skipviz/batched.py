@@ -323,8 +323,9 @@ class PointEvaluator:
             moved = directions.get(str(norm_node.target) + ".weight")
             if moved is not None and bool(moved.any()):
                 return None
-        origin = self.prepare(origin, buffers)
+        # The directions' folds take their scales from the origin's norm weights.
         directions = self._fold(directions, buffers, origin, centred=False)
+        origin = self.prepare(origin, buffers)
         # Input layers: their outputs, once at the origin and once along each direction.
         fixed = {}
         for kind, node, details, _, _ in self.steps:
