@@ -339,10 +339,10 @@ class PointEvaluator:
                                at_origin.shape, details[5])
         # The per-chunk weights leave out what no step reads then: the input layers' parameters
         # and the folded norms' (unless another call of the same module reads them).
-        dropped = {str(node.target) for node in [*fixed, *self.folded_norms]}
         still_read = {str(node.target) for node in self.modules
                       if node not in fixed and node not in self.folded_norms}
-        names = [name for name in origin if name.rpartition(".")[0] not in dropped - still_read]
+        unread = {str(node.target) for node in [*fixed, *self.folded_norms]} - still_read
+        names = [name for name in origin if name.rpartition(".")[0] not in unread]
         shapes = [origin[name].shape[1:] for name in names]
         start = torch.cat([origin[name].reshape(1, -1) for name in names], dim=1)
         basis = torch.cat([directions[name].reshape(len(directions[name]), -1) for name in names],
