@@ -1,25 +1,47 @@
 # skipviz: `make lab` to teach, `make test` to check. Everything installs into .venv.
 PYTHON     ?= python3
 VENV       ?= .venv
-# A plain `pip install torch` fetches a multi-GB CUDA build; this CPU build is the default.
-# Override for a GPU machine, e.g. make lab TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+# torch==2.13.0 from PyPI is a CUDA build on Linux (a CPU build on macOS and Windows); the README's
+# "Choosing a torch build" gives the CPU-build spec for a Linux laptop. Word-split on purpose:
+# make lab TORCH_SPEC="torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 LAB_ARGS   ?=
 BENCH_ARGS ?=
 PY         := $(VENV)/bin/python
-STAMP      := $(VENV)/.skipviz-installed
+# Every install but torch's own is held to the exact versions of constraints.txt (`make lock`).
+INSTALL    := $(PY) -m pip install --quiet -c constraints.txt
+LAB_STAMP  := $(VENV)/.skipviz-lab
+TEST_STAMP := $(VENV)/.skipviz-test
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# Other numerics than the machine's best: the portable pass of nbval (see `test-portable`).
+PORTABLE   := ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+NBVAL      := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-.PHONY: setup lab test browser notebooks lint bench clean
+.PHONY: setup setup-test lab test test-portable test-all browser notebooks lint bench lock clean
 
-setup: $(STAMP)
+setup: $(LAB_STAMP)
+setup-test: $(TEST_STAMP)
 
-# Rebuilt when pyproject.toml is newer than the last install.
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[lab,test]"
-	@touch $(STAMP)
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.10 or newer, or run make PYTHON=/path/to/python3" >&2; exit 1; }
+	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" || { echo "skipviz needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)" >&2; exit 1; }
+	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { echo "$(PYTHON) cannot make a virtual environment: install its venv module (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# What teaching needs (the run dependencies and JupyterLab); rebuilt when pyproject.toml or
+# constraints.txt is newer than the last install.
+$(LAB_STAMP): pyproject.toml constraints.txt | $(PY)
+	@$(PY) tools/lock.py check
+	@$(if $(strip $(TORCH_SPEC)),,echo "TORCH_SPEC is empty: give a pip requirement for torch, e.g. TORCH_SPEC=torch==2.13.0" >&2; exit 1;)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC) || { \
+	  echo "could not install torch from TORCH_SPEC=$(TORCH_SPEC): see the README, 'Choosing a torch build'" >&2; exit 1; }
+	$(INSTALL) -e ".[lab]"
+	@touch $@
+
+# The test tools on top (pytest, papermill, nbval, playwright, ruff): `make test` only.
+$(TEST_STAMP): $(LAB_STAMP)
+	$(INSTALL) -e ".[lab,test]"
+	@touch $@
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
@@ -29,10 +51,19 @@ lab: setup
 # Then every notebook once more in a real JupyterLab (started by `make lab`) in headless Chromium:
 # widgets render and redraw when clicked. Skipped if chromium is missing (`make browser`),
 # unless SKIPVIZ_REQUIRE_BROWSER=1 (as in CI).
-test: setup
+test: setup-test
 	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser
-	SKIPVIZ_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	SKIPVIZ_FAST=1 $(NBVAL)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser
+
+# nbval once more under other numerics: torch's generic CPU kernels (no AVX2/AVX-512) and one
+# thread, as on another student's laptop. The checked cells must print the same there.
+test-portable: setup-test
+	$(PORTABLE) SKIPVIZ_FAST=1 $(NBVAL)
+
+# Everything: `make test`, then the slower passes. This is what CI (.ci/run) runs.
+test-all: test
+	$(MAKE) test-portable
 
 # Debian's chromium for the browser tests (never a browser downloaded by playwright).
 browser:
@@ -41,16 +72,26 @@ browser:
 	  else echo "install Debian's chromium package (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
 
 # Re-execute every notebook in FULL mode in place, refreshing what readers see.
-notebooks: setup
+notebooks: setup-test
 	SKIPVIZ_FAST=0 SKIPVIZ_PROGRESS=0 $(PY) tests/execute_notebooks.py notebooks/*.ipynb
 
-lint: setup
-	$(PY) -m ruff check skipviz tests notebooks
+lint: setup-test
+	$(PY) -m ruff check skipviz tests tools notebooks
 
 # Installs the peer libraries of the loss-landscape comparison (the `bench` extra) first.
-bench: setup
-	$(PY) -m pip install --quiet -e ".[bench]"
+bench: setup-test
+	$(INSTALL) -e ".[lab,test,bench]"
 	$(PY) tests/bench.py $(BENCH_ARGS)
+
+# Pin every package afresh: a clean venv gets torch and every extra, and pip freeze becomes
+# constraints.txt. Run it after changing a requirement in pyproject.toml.
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet $(TORCH_SPEC)
+	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,bench]"
+	build/lock-venv/bin/python tools/lock.py write build/lock-venv > constraints.txt
+	rm -rf build/lock-venv
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from . import _cache
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_choice, check_int, check_number, check_positive, check_seed
 from .settings import cache_dir
 
 TASKS = ("classification", "regression")
 SPLITS = ("train", "test")
-MNIST1D_FORMAT = 2  # the cache file layout; older files are rebuilt
+MNIST1D_FORMAT = 3  # the cache file layout (3: with a checksum); older files are rebuilt
+MNIST1D_TRAIN, MNIST1D_TEST = 4000, 1000  # what mnist1d's make_dataset generates
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,31 @@ class Dataset:
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
-        if self.task == "classification" and not self.num_classes:
-            raise ValueError("a classification Dataset needs num_classes >= 2")
+        if not isinstance(self.name, str):
+            raise ValueError(f"name must be a string; got {self.name!r}")
+        classification = self.task == "classification"
+        if classification:
+            num_classes = check_int("num_classes", self.num_classes, minimum=2)
+        elif self.num_classes is not None:
+            raise ValueError(f"a regression Dataset has no num_classes; got {self.num_classes!r}")
+        for part in ("train", "test"):
+            x = _as_inputs(f"x_{part}", getattr(self, f"x_{part}"))
+            y = _as_targets(f"y_{part}", getattr(self, f"y_{part}"), classification)
+            if len(y) != len(x):
+                raise ValueError(f"y_{part} must have one entry per row of x_{part} ({len(x)}); got {len(y)}")
+            if classification and (y.min() < 0 or y.max() >= num_classes):
+                raise ValueError(f"y_{part} must hold class labels in 0..{num_classes - 1}; "
+                                 f"got labels {int(y.min())}..{int(y.max())}")
+            object.__setattr__(self, f"x_{part}", x)
+            object.__setattr__(self, f"y_{part}", y)
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(f"x_train and x_test must have the same features; got "
+                             f"{tuple(self.x_train.shape[1:])} and {tuple(self.x_test.shape[1:])}")
+        if self.y_train.shape[1:] != self.y_test.shape[1:]:
+            raise ValueError(f"y_train and y_test must have the same shape per example; got "
+                             f"{tuple(self.y_train.shape[1:])} and {tuple(self.y_test.shape[1:])}")
+        if classification:
+            object.__setattr__(self, "num_classes", num_classes)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of the 'train' or 'test' split."""
@@ -68,6 +92,50 @@ class Dataset:
                 f"test={tuple(self.x_test.shape)}{extra})")
 
 
+def _as_tensor(name: str, value: object) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch tensor or numpy array; got {type(value).__name__}")
+    if value.layout != torch.strided:
+        raise ValueError(f"{name} must be a dense tensor; got a {value.layout} one")
+    return value.detach()
+
+
+def _as_inputs(name: str, x: object) -> torch.Tensor:
+    """(n, features) float32 inputs, at least one row, every value finite."""
+    x = _as_tensor(name, x)
+    if x.dim() != 2 or len(x) == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (examples, features) with at least one of each; "
+                         f"got {tuple(x.shape)}")
+    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.uint8)):
+        raise ValueError(f"{name} must hold real numbers; got dtype {x.dtype}")
+    x = x.to(torch.float32).contiguous()
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains inf or nan (or values beyond float32's range)")
+    return x
+
+
+def _as_targets(name: str, y: object, classification: bool) -> torch.Tensor:
+    """int64 labels (n,) for classification; float32 targets (n, outputs) for regression (a
+    1-D target becomes (n, 1), so that it cannot broadcast against an (n, 1) output)."""
+    y = _as_tensor(name, y)
+    if classification:
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
+            raise ValueError(f"{name} must be a 1-D tensor of integer class labels (int64); got "
+                             f"dtype {y.dtype}, shape {tuple(y.shape)}")
+        return y.to(torch.int64).contiguous()
+    if y.dim() == 1:
+        y = y.unsqueeze(1)
+    if y.dim() != 2 or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must hold real-valued targets of shape (examples, outputs); got "
+                         f"dtype {y.dtype}, shape {tuple(y.shape)}")
+    y = y.to(torch.float32).contiguous()
+    if not torch.isfinite(y).all():
+        raise ValueError(f"{name} contains inf or nan")
+    return y
+
+
 def sine(n_train: int = 256, n_test: int = 1000, low: float = -2 * np.pi, high: float = 2 * np.pi,
          noise: float = 0.0, seed: int = 0) -> Dataset:
     """Regression on y = sin(x), x uniform in [low, high]: inputs (n, 1), targets (n, 1).
@@ -75,13 +143,13 @@ def sine(n_train: int = 256, n_test: int = 1000, low: float = -2 * np.pi, high: 
     Training inputs are drawn at random; test inputs are an even grid over the same range, so a
     test-set plot of the prediction is a curve.
     """
-    check_int("n_train", n_train)
-    check_int("n_test", n_test, minimum=2)
+    n_train = check_int("n_train", n_train)
+    n_test = check_int("n_test", n_test, minimum=2)
+    low, high = check_number("low", low), check_number("high", high)
     if not low < high:
         raise ValueError(f"low must be below high; got low={low}, high={high}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0; got {noise}")
-    g = torch.Generator().manual_seed(seed)
+    noise = check_number("noise", noise, 0)
+    g = torch.Generator().manual_seed(check_seed("seed", seed))
     x_train = low + (high - low) * torch.rand(n_train, 1, generator=g)
     y_train = torch.sin(x_train) + noise * torch.randn(n_train, 1, generator=g)
     x_test = torch.linspace(low, high, n_test).unsqueeze(1)
@@ -91,13 +159,11 @@ def sine(n_train: int = 256, n_test: int = 1000, low: float = -2 * np.pi, high: 
 def spirals(num_classes: int = 3, n_train: int = 600, n_test: int = 600, noise: float = 0.2,
             turns: float = 1.0, seed: int = 0) -> Dataset:
     """k interleaved 2-D spirals, one class each: inputs (n, 2), labels (n,) in 0..k-1."""
-    check_int("num_classes", num_classes, minimum=2)
-    check_int("n_train", n_train)
-    check_int("n_test", n_test)
-    check_positive("turns", turns)
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0; got {noise}")
-    g = torch.Generator().manual_seed(seed)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    n_train, n_test = check_int("n_train", n_train), check_int("n_test", n_test)
+    turns = check_positive("turns", turns)
+    noise = check_number("noise", noise, 0)
+    g = torch.Generator().manual_seed(check_seed("seed", seed))
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.arange(n) % num_classes
@@ -119,15 +185,14 @@ def mnist1d(n_train: int | None = None, seed: int = 42) -> Dataset:
     `n_train` keeps only the first n training examples (the test set stays whole).
     """
     if n_train is not None:
-        check_int("n_train", n_train)
+        n_train = check_int("n_train", n_train, maximum=MNIST1D_TRAIN)
+    seed = check_seed("seed", seed)
     key = f"mnist1d-seed{seed}"
     path = cache_dir() / f"{key}-v{MNIST1D_FORMAT}.pt"
     tensors = None
     if path.exists():
         try:
-            tensors = _cache.load(path, key, MNIST1D_FORMAT)["tensors"]
-            if set(tensors) != {"x", "y", "x_test", "y_test"}:
-                raise ValueError("unexpected keys")
+            tensors = _check_mnist1d(_cache.load(path, key, MNIST1D_FORMAT)["tensors"])
         except Exception as err:  # a corrupt file is rebuilt, never trusted
             warnings.warn(f"ignoring unreadable MNIST-1D cache {path} ({err}); regenerating",
                           stacklevel=2)
@@ -139,6 +204,25 @@ def mnist1d(n_train: int | None = None, seed: int = 42) -> Dataset:
     if n_train is not None:
         x, y = x[:n_train], y[:n_train]
     return Dataset("mnist1d", x, y, tensors["x_test"], tensors["y_test"], "classification", 10)
+
+
+def _check_mnist1d(tensors: object) -> dict[str, torch.Tensor]:
+    """The cached MNIST-1D tensors if they have the generator's shapes, dtypes and ranges."""
+    if not isinstance(tensors, dict) or set(tensors) != {"x", "y", "x_test", "y_test"}:
+        raise ValueError("unexpected contents")
+    shapes = {"x": (MNIST1D_TRAIN, 40), "y": (MNIST1D_TRAIN,), "x_test": (MNIST1D_TEST, 40),
+              "y_test": (MNIST1D_TEST,)}
+    for name, shape in shapes.items():
+        t = tensors[name]
+        dtype = torch.int64 if name.startswith("y") else torch.float32
+        if not isinstance(t, torch.Tensor) or t.layout != torch.strided or tuple(t.shape) != shape \
+                or t.dtype != dtype:
+            raise ValueError(f"{name} is not a {dtype} tensor of shape {shape}")
+        if name.startswith("y") and (t.min() < 0 or t.max() > 9 or len(t.unique()) != 10):
+            raise ValueError(f"{name} does not hold the labels 0..9")
+        if name.startswith("x") and not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains inf or nan")
+    return tensors
 
 
 def _make_mnist1d(seed: int) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_int, check_seed
 
 relu = torch.relu
 # What a two-layer block might compute, given its two Linear layers f1, f2 (applied in order).
@@ -60,26 +60,44 @@ def check_block(block_class: type, block: str = "v2", width: int = 16, seed: int
     block is named ("the skip is missing", "the ReLU comes after the addition", ...).
     block: 'v1', 'v2' or 'preact'.
     """
-    check_choice("block", block, ("v1", "v2", "preact"))
-    check_int("width", width, minimum=2)
+    block = check_choice("block", block, ("v1", "v2", "preact"))
+    width = check_int("width", width, minimum=2)
+    seed = check_seed("seed", seed)
     expected_formula = FORMULAS[block][0]
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = block_class(width)
-    except Exception as err:
-        return CheckResult(False, f"{block_class.__name__}({width}) raised {type(err).__name__}: {err}")
-    if not isinstance(module, nn.Module):
-        return CheckResult(False, f"{block_class.__name__} must be an nn.Module subclass")
+    if isinstance(block_class, nn.Module):  # an instance: check it as it is
+        module, label = block_class, type(block_class).__name__
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if linears and linears[0].weight.shape[0] == linears[0].weight.shape[1]:
+            width = linears[0].weight.shape[0]
+    elif callable(block_class):  # a class, or a function that builds the block from its width
+        label = getattr(block_class, "__name__", type(block_class).__name__)
+        if isinstance(block_class, type) and not issubclass(block_class, nn.Module):
+            return CheckResult(False, f"{label} must be a subclass of nn.Module (class {label}(nn.Module): ...)")
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                module = block_class(width)
+        except NotImplementedError:
+            return CheckResult(False, f"not done yet: {label} still raises NotImplementedError")
+        except Exception as err:
+            return CheckResult(False, f"{label}({width}) raised {type(err).__name__}: {err}")
+        if not isinstance(module, nn.Module):
+            return CheckResult(False, f"{label}({width}) must give an nn.Module; it gave "
+                                      f"{type(module).__name__}")
+    else:
+        return CheckResult(False, f"pass your block's class (e.g. check_block(MyV2Block)); got "
+                                  f"{type(block_class).__name__} {block_class!r:.60}")
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     shapes = [tuple(m.weight.shape) for m in linears]
     if shapes != [(width, width)] * 2:
         return CheckResult(False, f"{BLOCK_NAMES[block]} has exactly two nn.Linear(width, width) "
-                                  f"layers; {block_class.__name__}({width}) has weights of shapes {shapes}")
+                                  f"layers; {label}({width}) has weights of shapes {shapes}")
     x = torch.randn(64, width, generator=torch.Generator().manual_seed(seed + 1))
     try:
         with torch.no_grad():
-            out = module(x)
+            out = module(x.clone())  # a copy: `x += f(x)` in the block must not change our x
+    except NotImplementedError:
+        return CheckResult(False, f"not done yet: {label}.forward still raises NotImplementedError")
     except Exception as err:
         return CheckResult(False, f"calling the block on a batch of shape {tuple(x.shape)} raised "
                                   f"{type(err).__name__}: {err}")

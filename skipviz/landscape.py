@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from . import _cache, batched, hvp
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_bool, check_choice, check_int, check_positive, check_seed
 from .data import SPLITS, Dataset
 from .settings import cache_dir, progress_bars
-from .training import cache_key, eval_mode
+from .training import cache_key, check_fits, eval_mode
 
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -54,7 +53,7 @@ def random_direction(model: nn.Module, normalize: str = "filter", ignore: str = 
     """
     check_choice("normalize", normalize, NORMALIZATIONS)
     check_choice("ignore", ignore, IGNORES)
-    check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     gen = torch.Generator().manual_seed(seed)
     direction = []
     for p in model.parameters():
@@ -253,33 +252,27 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
 
 def _choose_method(model: nn.Module, flat: _Flat, x: torch.Tensor, chunk_size: int,
                    trial: torch.Tensor, runs: dict[str, Callable], plane: bool) -> str:
-    """The fastest of `runs` on the `trial` chunk of points, measured once per model (structure
-    and settings, skips included), data shape and chunk size in this process. The batched pass
-    (in `runs` only where the model is supported) competes only if its losses agree with the
-    one-point-at-a-time loop's.
+    """The method 'auto' uses, chosen by capability, never by timing, so that a notebook takes
+    the same path on every machine and run: 'batched' where the model is supported and its
+    losses agree with the one-point-at-a-time loop's on two points of the `trial` chunk, else
+    'vmap' where it runs and agrees, else 'loop'. Decided once per model signature (structure
+    and settings, skips included), data shape and chunk size in this process.
     """
     key = (batched.signature(model), tuple(tuple(s) for s in flat.shapes), tuple(x.shape),
-           chunk_size, tuple(flat.buffers), torch.get_num_threads(), plane)
+           chunk_size, tuple(flat.buffers), plane)
     if key not in _METHOD_CHOICE:
-        candidates = dict(runs)
-        if "batched" in candidates:
+        reference, _ = runs["loop"](trial[:2])
+        _METHOD_CHOICE[key] = "loop"
+        for name in ("batched", "vmap"):
+            if name not in runs:
+                continue
             try:
-                reference, _ = runs["loop"](trial[:2])
-                agree = torch.allclose(runs["batched"](trial[:2])[0], reference, rtol=1e-4, atol=1e-6)
-            except (RuntimeError, ValueError):  # a layer the batched pass cannot handle
+                agree = torch.allclose(runs[name](trial[:2])[0], reference, rtol=1e-4, atol=1e-6)
+            except (RuntimeError, ValueError):  # a layer this method cannot handle
                 agree = False
-            if not agree:
-                del candidates["batched"]
-        times = {}
-        for name, run in candidates.items():
-            run(trial[:1])  # warm-up
-            seconds = []
-            for _ in range(3):  # best of 3: one timing is at the mercy of the machine's noise
-                start = time.perf_counter()
-                run(trial)
-                seconds.append(time.perf_counter() - start)
-            times[name] = min(seconds)
-        _METHOD_CHOICE[key] = min(times, key=times.get)
+            if agree:
+                _METHOD_CHOICE[key] = name
+                break
     return _METHOD_CHOICE[key]
 
 
@@ -302,9 +295,10 @@ def _cached(cache: bool, kind: str, model: nn.Module, dataset: Dataset, settings
     """compute(), or its result stored under a hash of the model, data, directions and settings.
 
     A file that cannot be read, belongs to another key or does not hold a valid `result_type` is
-    ignored with a warning and recomputed.
+    ignored with a warning and recomputed. Checks first that the model fits the data set.
     """
-    if not cache:
+    check_fits(model, dataset)
+    if not check_bool("cache", cache):
         return compute()
     h = hashlib.sha256()
     for direction in directions:
@@ -442,8 +436,9 @@ def surface_2d(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tensor]
     near 2 MB, at most 64). method 'batched' runs a chunk as one forward pass with every weight
     tensor stacked along a points dimension (`skipviz.batched`: Linear, Conv1d and BatchNorm
     layers); 'vmap' does the same through `torch.func.vmap`, for any model; 'loop' runs one point
-    after another; 'auto' times them once per model and process and keeps the fastest (the
-    batched pass only if its losses agree with the loop's).
+    after another; 'auto' takes 'batched' where it is supported and agrees with the loop on two
+    points, else 'vmap' where it agrees, else 'loop' (by capability, so every machine takes the
+    same path).
     cache=True stores the result in the cache folder under a hash of the model, data, directions
     and arguments. Returns a Surface2D; the model is left unchanged.
     """
@@ -660,7 +655,7 @@ def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split:
     """
     check_int("steps", steps, minimum=2)
     check_choice("split", split, SPLITS)
-    check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     if tol is not None:
         check_positive("tol", tol)
     if batch_size is not None:
@@ -729,7 +724,7 @@ def curvature_map(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tens
     check_int("lanczos_steps", lanczos_steps, minimum=2)
     check_choice("split", split, SPLITS)
     check_int("chunk_size", chunk_size)
-    check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     if batch_size is not None:
         check_int("batch_size", batch_size)
     coords = _grid(steps, span)

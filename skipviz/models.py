@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Iterator, MutableSequence, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_index, check_int, check_positive
+from ._validation import check_choice, check_index, check_int, check_positive, check_seed
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 INITS = ("default", "xavier", "he", "small")
@@ -50,6 +51,62 @@ def init_weights(model: nn.Module, init: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
+class SkipList(MutableSequence):
+    """`model.skips`: the model's skip switches as a list-like view that writes through.
+
+    `net.skips[3] = False` and `net.skips[2:5] = [False] * 3` change the model; every write is
+    checked (booleans only, the length fixed). Compares equal to a list of the same booleans.
+    """
+
+    def __init__(self, model: SkipNet):
+        self._model = model
+
+    def __len__(self) -> int:
+        return len(self._model._skips)
+
+    def __getitem__(self, index):
+        return self._model._skips[self._index(index)]
+
+    def __iter__(self) -> Iterator[bool]:
+        return iter(list(self._model._skips))
+
+    def __setitem__(self, index, value) -> None:
+        for v in (value if isinstance(index, slice) else [value]):
+            if not isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"skips[{index!r}] must be True or False; got {v!r}")
+        new = list(self._model._skips)
+        new[self._index(index)] = value
+        self._model.skips = new
+
+    def __delitem__(self, index) -> None:
+        raise ValueError("a model's number of skips is fixed; to switch one off, set "
+                         "model.skips[i] = False")
+
+    def insert(self, index, value) -> None:
+        self.__delitem__(index)
+
+    def _index(self, index):
+        if isinstance(index, slice):
+            return index
+        n = len(self)
+        if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)) \
+                or not -n <= index < n:
+            raise ValueError(f"skip index must be an integer in 0..{n - 1} (or -{n}..-1); got {index!r}")
+        return int(index)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (SkipList, list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+# Who wants to hear of a change of a model's skips (SkipToggles): model -> weak callbacks.
+_SKIP_LISTENERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class SkipNet(nn.Module):
     """Base class of every model: one boolean per skip connection in `self.skips`.
 
@@ -65,21 +122,35 @@ class SkipNet(nn.Module):
         self._skips = [True] * n
 
     @property
-    def skips(self) -> list[bool]:
-        """One boolean per skip connection, in order from the input; True = the skip is used."""
-        return list(self._skips)
+    def skips(self) -> SkipList:
+        """One boolean per skip connection, in order from the input; True = the skip is used.
+
+        A view: `model.skips[i] = False` switches skip i off; `list(model.skips)` is a copy.
+        """
+        return SkipList(self)
 
     @skips.setter
     def skips(self, values: Sequence[bool]) -> None:
         n = len(self._skips)
         if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
             raise ValueError(f"skips must be a list of {n} booleans; got {values!r}")
+        values = list(values)
         if len(values) != n:
             raise ValueError(f"skips must have length {n} (one boolean per skip connection); "
                              f"got length {len(values)}")
         if not all(isinstance(v, (bool, np.bool_)) for v in values):
-            raise ValueError(f"skips must be a list of {n} booleans (True/False); got {list(values)!r}")
+            raise ValueError(f"skips must be a list of {n} booleans (True/False); got {values!r}")
         self._skips = [bool(v) for v in values]
+        for listener in list(_SKIP_LISTENERS.get(self, [])):
+            callback = listener()
+            if callback is not None:
+                callback(list(self._skips))
+
+    def on_skips_change(self, callback) -> None:
+        """Call `callback(new_skips)` after every change of `skips` (held weakly: a bound
+        method of a widget, which stops being called once the widget is gone)."""
+        ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else weakref.ref(callback)
+        _SKIP_LISTENERS.setdefault(self, []).append(ref)
 
     @property
     def num_skips(self) -> int:
@@ -89,7 +160,7 @@ class SkipNet(nn.Module):
     @contextlib.contextmanager
     def skips_off(self, indices: Sequence[int] | None = None) -> Iterator[SkipNet]:
         """Temporarily switch off the listed skips (all of them when `indices` is None)."""
-        saved = self.skips
+        saved = list(self._skips)
         chosen = range(self.num_skips) if indices is None else indices
         mask = list(saved)
         for i in chosen:
@@ -98,7 +169,7 @@ class SkipNet(nn.Module):
         try:
             yield self
         finally:
-            self._skips = saved
+            self.skips = saved
 
     def extra_repr(self) -> str:
         off = [i for i, s in enumerate(self._skips) if not s]
@@ -132,10 +203,11 @@ class PlainMLP(SkipNet):
     def __init__(self, in_dim: int, out_dim: int, width: int = 64, depth: int = 10,
                  activation: str = "relu", init: str = "default", seed: int | None = 0):
         super().__init__()
-        for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width), ("depth", depth)):
-            check_int(name, v)
-        check_choice("activation", activation, ACTIVATIONS)
-        check_choice("init", init, INITS)
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
+        width, depth = check_int("width", width), check_int("depth", depth)
+        activation = check_choice("activation", activation, ACTIVATIONS)
+        init = check_choice("init", init, INITS)
+        seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth,
                            activation=activation, init=init, seed=seed)
         with _seeded(seed):
@@ -168,6 +240,12 @@ class ResidualBlock(nn.Module):
     def __init__(self, width: int, block: str = "v2", span: int = 2, activation: str = "relu",
                  branch_scale: float = 1.0, norm: str = "none"):
         super().__init__()
+        width = check_int("width", width)
+        block = check_choice("block", block, BLOCKS)
+        span = check_choice("span", span, SPANS)
+        activation = check_choice("activation", activation, ACTIVATIONS)
+        norm = check_choice("norm", norm, NORMS)
+        branch_scale = check_positive("branch_scale", branch_scale)
         self.block, self.span, self.branch_scale = block, span, branch_scale
         self.linears = nn.ModuleList(nn.Linear(width, width) for _ in range(span))
         self.act = make_activation(activation)
@@ -212,14 +290,13 @@ class ResidualMLP(SkipNet):
                  block: str = "v2", span: int = 2, activation: str = "relu", init: str = "default",
                  branch_scale: float = 1.0, norm: str = "none", seed: int | None = 0):
         super().__init__()
-        for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width), ("depth", depth)):
-            check_int(name, v)
-        check_choice("block", block, BLOCKS)
-        check_choice("span", span, SPANS)
-        check_choice("activation", activation, ACTIVATIONS)
-        check_choice("init", init, INITS)
-        check_choice("norm", norm, NORMS)
-        check_positive("branch_scale", branch_scale)
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
+        width, depth = check_int("width", width), check_int("depth", depth)
+        block, span = check_choice("block", block, BLOCKS), check_choice("span", span, SPANS)
+        activation = check_choice("activation", activation, ACTIVATIONS)
+        init, norm = check_choice("init", init, INITS), check_choice("norm", norm, NORMS)
+        branch_scale = check_positive("branch_scale", branch_scale)
+        seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth, block=block,
                            span=span, activation=activation, init=init,
                            branch_scale=branch_scale, norm=norm, seed=seed)
@@ -257,8 +334,9 @@ class SkipBlock1d(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, shortcut: str = "double"):
         super().__init__()
-        check_choice("stride", stride, (1, 2))
-        check_choice("shortcut", shortcut, SHORTCUTS)
+        in_ch, out_ch = check_int("in_ch", in_ch), check_int("out_ch", out_ch)
+        stride = check_choice("stride", stride, (1, 2))
+        shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
         if shortcut == "double" and out_ch not in (in_ch, 2 * in_ch):
             raise ValueError(f"the 'double' shortcut needs out_ch == in_ch or 2 * in_ch; got {in_ch} -> {out_ch}")
         self.in_ch, self.out_ch, self.stride, self.shortcut_kind = in_ch, out_ch, stride, shortcut
@@ -302,11 +380,11 @@ class SkipConvNet(SkipNet):
     def __init__(self, in_len: int = 40, num_classes: int = 10, channels: int = 32, depth: int = 8,
                  shortcut: str = "double", seed: int | None = 0):
         super().__init__()
-        check_int("in_len", in_len, minimum=2)
-        check_int("num_classes", num_classes, minimum=2)
-        check_int("channels", channels)
-        check_int("depth", depth, minimum=2)
-        check_choice("shortcut", shortcut, SHORTCUTS)
+        in_len = check_int("in_len", in_len, minimum=2)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        channels, depth = check_int("channels", channels), check_int("depth", depth, minimum=2)
+        shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
+        seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_len=in_len, num_classes=num_classes, channels=channels, depth=depth,
                            shortcut=shortcut, seed=seed)
         with _seeded(seed):
@@ -319,6 +397,8 @@ class SkipConvNet(SkipNet):
             self.blocks = nn.ModuleList(blocks)
             self.head = nn.Linear(2 * channels, num_classes)
         self._init_skips(depth)
+        # Checked in a pre-hook, not in forward, so that torch.fx can still trace forward.
+        self.register_forward_pre_hook(_check_signal_length)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Input (batch, length) -> the first hidden state (batch, channels, length)."""
@@ -333,6 +413,14 @@ class SkipConvNet(SkipNet):
         for block, skip in zip(self.blocks, self._skips):
             x = block(x, skip)
         return self.readout(x)
+
+
+def _check_signal_length(net: SkipConvNet, inputs: tuple) -> None:
+    x = inputs[0] if inputs else None
+    length = net.config["in_len"]
+    if isinstance(x, torch.Tensor) and (x.dim() != 2 or x.shape[1] != length):
+        raise ValueError(f"SkipConvNet(in_len={length}) takes signals of shape (batch, {length}); "
+                         f"got {tuple(x.shape)}")
 
 
 class TelescopeMLP(PlainMLP):

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from ._validation import check_index, check_int
+from ._validation import check_index, check_int, check_seed
 from .data import Dataset
-from .training import evaluate, loss_for_targets
+from .training import check_fits, check_input_fits, evaluate, loss_for_targets
 
 # ---------------------------------------------------------------------------- counting paths
 
@@ -103,6 +103,9 @@ def deleted(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
     """Temporarily delete blocks: a residual block keeps only its skip, a plain layer becomes the
     identity. The model is unchanged afterwards."""
     layers, first = _deletable_layers(model)
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
+        raise ValueError(f"the deleted blocks must be a list of indices in {first}..{len(layers) - 1}; "
+                         f"got {indices!r}")
     chosen = [check_index("deleted block index", i, first, len(layers) - 1) for i in indices]
     handles = [layers[i].register_forward_hook(lambda m, inputs, _out: _identity_output(m, inputs[0]))
                for i in chosen]
@@ -116,6 +119,7 @@ def deleted(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
 def lesion(model: nn.Module, dataset: Dataset, deleted_blocks: Sequence[int]) -> float:
     """Test accuracy (0..1) with the listed blocks deleted (see `deleted`), in eval mode; the
     model is unchanged afterwards."""
+    check_fits(model, dataset)
     if dataset.task != "classification":
         raise ValueError("lesion needs a classification data set (it reports test accuracy)")
     with deleted(model, deleted_blocks):
@@ -127,8 +131,12 @@ def reordered(model: nn.Module, order: Sequence[int]) -> Iterator[nn.Module]:
     """Temporarily run the residual blocks in another order (a permutation of 0..n-1)."""
     blocks = residual_blocks(model, same_shape=True)
     n = len(blocks)
+    # Every entry checked before a block is moved: a failure halfway would leave the model mixed up.
+    if isinstance(order, (str, bytes)) or not isinstance(order, Sequence):
+        raise ValueError(f"order must be a list of the block indices 0..{n - 1}; got {order!r}")
+    order = [check_index("order entry", i, 0, n - 1) for i in order]
     if sorted(order) != list(range(n)):
-        raise ValueError(f"order must be a permutation of 0..{n - 1}; got {list(order)!r}")
+        raise ValueError(f"order must be a permutation of 0..{n - 1} (each once); got {order!r}")
     original = list(blocks)
     for position, i in enumerate(order):
         blocks[position] = original[i]
@@ -181,9 +189,8 @@ def _split_vjps(block: nn.Module, x: torch.Tensor, u: torch.Tensor) -> tuple[tor
 
 def _forward_parts(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """Block inputs x_0..x_{n-1}, dL/dx_n, and a function mapping cotangents at x_0 to the input."""
-    if x.shape[0] == 0:
-        raise ValueError("x must hold at least one example")
     blocks = residual_blocks(model)
+    check_input_fits(model, x, y)
     if not all(model.skips):
         raise ValueError("switch every skip on first: the decomposition needs the skips "
                          f"(model.skips = [True] * {model.num_skips})")
@@ -237,7 +244,8 @@ def sampled_path_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     mean over samples and examples of the per-example L2 norm of that path's gradient (NaN for
     lengths not asked for). Multiply by `path_counts(n)` for Veit's "total gradient magnitude".
     """
-    check_int("samples", samples)
+    samples = check_int("samples", samples)
+    seed = check_seed("seed", seed)
     inputs, g, to_input = _forward_parts(model, x, y)
     n = len(inputs)
     lengths = list(range(n + 1)) if lengths is None else list(lengths)

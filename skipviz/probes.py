@@ -11,7 +11,7 @@ from torch import nn
 
 from ._validation import check_choice, check_int
 from .models import ACTIVATIONS, INITS
-from .training import loss_for_targets
+from .training import check_input_fits, loss_for_targets
 
 # E[f'(s)^2] for small pre-activations s: the factor an activation contributes to the backward
 # variance in Glorot & Bengio's linear-regime argument (ReLU: half the units pass the gradient).
@@ -56,8 +56,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_stats: bool 
     layers = getattr(model, "probe_layers", None)
     if layers is None or len(layers) == 0:
         raise ValueError("model must have a non-empty `probe_layers` (every skipviz model has)")
-    if x.shape[0] == 0:
-        raise ValueError("x must hold at least one example")
+    check_input_fits(model, x, y)
     states: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):

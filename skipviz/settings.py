@@ -19,11 +19,14 @@ def progress_bars() -> bool:
 
 
 def cache_dir() -> Path:
-    """The folder for cached data and trained weights: $SKIPVIZ_CACHE, else ~/.cache/skipviz."""
+    """The folder for cached data and trained weights: $SKIPVIZ_CACHE, else
+    $XDG_CACHE_HOME/skipviz, else ~/.cache/skipviz (a leading ~ is expanded in each).
+
+    The folder is made when something is first saved; if it cannot be written, skipviz warns
+    once and carries on without caching.
+    """
     root = os.environ.get("SKIPVIZ_CACHE")
     if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
         root = os.path.join(base, "skipviz")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(os.path.expanduser(root))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
+import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,12 +16,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _cache
-from ._validation import check_choice, check_int, check_positive
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_positive,
+    check_seed,
+)
 from .data import Dataset
 from .settings import cache_dir, progress_bars
 
 OPTIMIZERS = ("adam", "sgd")
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: code-aware keys and checksummed files
 
 
 @dataclass
@@ -67,6 +76,77 @@ def loss_function(dataset: Dataset) -> nn.Module:
     return nn.CrossEntropyLoss() if dataset.task == "classification" else nn.MSELoss()
 
 
+def check_fits(model: nn.Module, dataset: Dataset) -> None:
+    """Raise one ValueError naming both sizes unless `model` maps the data set's inputs to
+    outputs its targets fit: (n, num_classes) logits for classification, the targets' shape for
+    regression. Every function that runs a model on a data set calls this first.
+
+    skipviz models are checked against their constructor's sizes (in_dim / in_len, out_dim /
+    num_classes); any other module by one forward pass on two examples in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"dataset must be a skipviz Dataset (see skipviz.data); got {type(dataset).__name__}")
+    check_input_fits(model, dataset.x_train[:2], dataset.y_train[:2], f"the data set {dataset.name!r}",
+                     dataset.num_classes)
+
+
+def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str = "x",
+                     num_classes: int | None = None) -> None:
+    """`check_fits` for a batch: inputs x (batch, ...) and targets y (integer labels (batch,) or
+    float targets of the output's shape). With num_classes the model must give exactly that many
+    logits; without, more than the largest label in y."""
+    name = type(model).__name__
+    for label, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{label} must be a torch tensor; got {type(t).__name__}")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have one entry per example; got {len(x)} and {len(y)}")
+    if len(x) == 0:
+        raise ValueError("x must hold at least one example")
+    classification = not y.is_floating_point()
+    if classification and y.dim() != 1:
+        raise ValueError(f"integer labels y must have shape (batch,); got {tuple(y.shape)}")
+    config = getattr(model, "config", None)
+    config = config if isinstance(config, dict) else {}
+    takes = config.get("in_dim", config.get("in_len"))
+    if isinstance(takes, int) and (x.dim() != 2 or x.shape[1] != takes):
+        key = "in_dim" if "in_dim" in config else "in_len"
+        raise ValueError(f"{name}({key}={takes}) takes inputs of {takes} features, but {what} has "
+                         f"inputs of shape {tuple(x.shape[1:])} per example")
+    classes = num_classes if num_classes is not None else (int(y.max()) + 1 if classification else None)
+    gives = config.get("out_dim", config.get("num_classes"))
+    if isinstance(gives, int) and isinstance(takes, int):
+        wanted = classes if classification else (y.shape[1] if y.dim() == 2 else None)
+        key = "out_dim" if "out_dim" in config else "num_classes"
+        if classification and (gives != wanted if num_classes is not None else gives < wanted):
+            raise ValueError(f"{name}({key}={gives}) has {gives} outputs, but {what} has {wanted} "
+                             f"classes: it needs {key}={wanted}")
+        if not classification and gives != wanted:
+            raise ValueError(f"{name}({key}={gives}) has {gives} outputs, but the targets of {what} "
+                             f"have shape {tuple(y.shape[1:])} per example: a regression needs "
+                             f"{key} = {wanted}")
+        return
+    try:
+        with torch.no_grad(), eval_mode(model):
+            out = model(x[:2])
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{name} cannot take the inputs of {what} (shape {tuple(x.shape[1:])} per "
+                         f"example): {type(err).__name__}: {err}") from None
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{name} must return a tensor; it returned {type(out).__name__}")
+    if classification:
+        if out.dim() != 2 or (out.shape[1] != classes if num_classes is not None else out.shape[1] < classes):
+            raise ValueError(f"{name} gives outputs of shape {tuple(out.shape[1:])} per example, but "
+                             f"{what} has {classes} classes: a classifier must give (batch, {classes}) logits")
+    elif tuple(out.shape[1:]) != tuple(y.shape[1:]):
+        raise ValueError(f"{name} gives outputs of shape {tuple(out.shape[1:])} per example, but the "
+                         f"targets of {what} have shape {tuple(y.shape[1:])}")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> tuple[float, float]:
     """(mean loss, metric) of `model` in eval mode on the 'train' or 'test' split, in one batch.
@@ -74,6 +154,7 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> tuple[f
     The metric is accuracy in 0..1 for classification and the MSE for regression. The model's
     train/eval mode is restored afterwards.
     """
+    check_fits(model, dataset)
     x, y = dataset.split(split)
     with eval_mode(model):
         out = model(x)
@@ -105,17 +186,24 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
     Deterministic on a CPU for a given seed (minibatch order; the model's own init is fixed by
     its constructor). With cache=True the trained weights are stored in the cache folder under a
     hash of the whole configuration (initial weights, architecture, skips, data, every argument
-    here) and loaded instead of training next time; a corrupt or mismatched file is ignored with
-    a warning and the model is retrained. The model is left in eval mode.
+    here, and the code of the model's classes, so editing `forward` retrains) and loaded instead
+    of training next time; a damaged or mismatched file is ignored with a warning and the model
+    retrained. A run whose loss or weights became inf or nan is returned with a warning and not
+    cached. The model is left in eval mode.
     """
-    check_int("steps", steps)
-    check_positive("lr", lr)
-    check_int("batch_size", batch_size)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
-    eval_every = eval_every or max(1, steps // 50)
-    check_int("eval_every", eval_every)
+    check_fits(model, dataset)
+    steps = check_int("steps", steps)
+    lr = check_positive("lr", lr)
+    batch_size = check_int("batch_size", batch_size)
+    seed = check_seed("seed", seed)
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    weight_decay = check_number("weight_decay", weight_decay, 0)
+    eval_every = max(1, steps // 50) if eval_every is None else check_int("eval_every", eval_every)
+    cache = check_bool("cache", cache)
+    if progress is not None:
+        progress = check_bool("progress", progress)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__} has no parameters with requires_grad=True to train")
     settings = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer,
                     weight_decay=weight_decay, eval_every=eval_every)
     key = cache_key(model, dataset, settings) if cache else None
@@ -126,7 +214,13 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
             return history
 
     history = _train(model, dataset, settings, progress, desc)
-    if key is not None:
+    diverged = not (math.isfinite(history.final_train_loss)
+                    and all(torch.isfinite(t).all() for t in model.state_dict().values()
+                            if t.is_floating_point()))
+    if diverged:
+        warnings.warn(f"training diverged (the loss or the weights became inf or nan) with lr={lr:g}; "
+                      "try a smaller learning rate. The result is not cached.", stacklevel=2)
+    elif key is not None:
         _save_cached(model, key, history)
     return history
 
@@ -172,18 +266,70 @@ def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
 
 
 def cache_key(model: nn.Module, dataset: Dataset, settings: dict) -> str:
-    """A hex digest of everything that determines the trained weights."""
+    """A hex digest of everything that determines the trained weights: the model's code (see
+    `code_fingerprint`), configuration, skips, weights and which of them train; the data; the
+    settings; and the torch version."""
     h = hashlib.sha256()
     # The constructor's config names what the weights alone cannot (v1 and v2 blocks share shapes).
-    config = sorted(getattr(model, "config", {}).items())
-    h.update(f"format={CACHE_FORMAT}|{type(model).__name__}|{config}|{model!r}|"
-             f"{sorted(settings.items())}".encode())
-    h.update(str(getattr(model, "skips", [])).encode())
+    config = getattr(model, "config", {})
+    config = sorted(config.items()) if isinstance(config, dict) else repr(config)
+    h.update(f"format={CACHE_FORMAT}|torch={torch.__version__}|{type(model).__name__}|{config}|"
+             f"{model!r}|{sorted(settings.items())}".encode())
+    h.update(str(list(getattr(model, "skips", []))).encode())
+    h.update(code_fingerprint(model).encode())
+    h.update(str([(n, p.requires_grad) for n, p in model.named_parameters()]).encode())
     h.update(dataset.fingerprint().encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
-        h.update(t.detach().contiguous().numpy().tobytes())
+        h.update(_cache.checksum(t).encode())
     return h.hexdigest()[:32]
+
+
+def code_fingerprint(model: nn.Module) -> str:
+    """A hash of the code that runs in `model`: the bytecode and constants of every method of
+    the classes of the model and of its submodules (with their base classes, up to torch's
+    own), and of the plain functions those methods call by a global name. Editing a `forward`
+    in a notebook cell and re-running the cell changes it; torch's classes are covered by the
+    torch version instead."""
+    h = hashlib.sha256()
+    seen: set[int] = set()
+
+    def feed_code(code: types.CodeType) -> None:
+        h.update(code.co_code)
+        h.update(repr(code.co_names).encode() + repr(code.co_varnames).encode())
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                feed_code(const)
+            else:
+                h.update(repr(const).encode())
+
+    def feed_function(fn: types.FunctionType) -> None:
+        if id(fn) in seen or _is_torch(fn.__module__):
+            return
+        seen.add(id(fn))
+        feed_code(fn.__code__)
+        h.update(repr(fn.__defaults__).encode())
+        for name in fn.__code__.co_names:  # helpers called by a global name, one level at a time
+            target = fn.__globals__.get(name)
+            if isinstance(target, types.FunctionType):
+                feed_function(target)
+
+    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: c.__qualname__):
+        for klass in cls.__mro__:
+            if klass is object or _is_torch(klass.__module__) or id(klass) in seen:
+                continue
+            seen.add(id(klass))
+            h.update(klass.__qualname__.encode())
+            for attr, value in sorted(vars(klass).items()):
+                fn = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                if isinstance(fn, types.FunctionType):
+                    h.update(attr.encode())
+                    feed_function(fn)
+    return h.hexdigest()
+
+
+def _is_torch(module: str | None) -> bool:
+    return module is not None and (module == "torch" or module.startswith("torch."))
 
 
 def _cache_path(key: str):
@@ -194,16 +340,25 @@ def _load_cached(model: nn.Module, key: str) -> History | None:
     path = _cache_path(key)
     if not path.exists():
         return None
+    own = model.state_dict()
+    saved = {k: v.detach().clone() for k, v in own.items()}
     try:
         blob = _cache.load(path, key, CACHE_FORMAT)
-        state, own = blob["state_dict"], model.state_dict()
-        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        state = blob["state_dict"]
+        if not isinstance(state, dict) or set(state) != set(own):
             raise ValueError("its weights do not fit this model")
+        for k, t in state.items():
+            if not isinstance(t, torch.Tensor) or t.layout != torch.strided \
+                    or t.shape != own[k].shape or t.dtype != own[k].dtype:
+                raise ValueError(f"its tensor {k!r} does not fit this model")
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ValueError(f"its tensor {k!r} holds inf or nan")
         history = History.from_dict(blob["history"])
-    except Exception as err:  # never trust a bad cache file: warn and retrain
+        model.load_state_dict(state)
+    except Exception as err:  # never trust a bad cache file: warn, retrain, and replace it
+        model.load_state_dict(saved)
         warnings.warn(f"ignoring cache file {path.name}: {err}; retraining", stacklevel=3)
         return None
-    model.load_state_dict(state)
     return history
 
 

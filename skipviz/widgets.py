@@ -3,10 +3,12 @@ to `model.skips`. Figures are shown as PNG images, so a redraw is one render and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
@@ -30,9 +32,19 @@ def make_control(name: str, spec: Any) -> widgets.Widget:
     if isinstance(spec, list) and spec:
         pairs = all(isinstance(o, tuple) and len(o) == 2 for o in spec)
         return widgets.Dropdown(options=spec, value=spec[0][1] if pairs else spec[0], description=name)
-    if isinstance(spec, tuple) and len(spec) in (3, 4) and all(isinstance(v, (int, float)) for v in spec):
+    numbers = isinstance(spec, tuple) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)
+    if numbers and len(spec) in (3, 4):
         lo, hi, step = spec[:3]
         value = spec[3] if len(spec) == 4 else lo
+        if not all(math.isfinite(v) for v in spec):
+            raise ValueError(f"control {name!r}: min, max, step and value must be finite; got {spec!r}")
+        if not (lo < hi and step > 0 and lo <= value <= hi):
+            raise ValueError(f"control {name!r}: need min < max, step > 0 and min <= value <= max; "
+                             f"got (min, max, step, value) = {(lo, hi, step, value)!r}")
+        if (hi - lo) / step > 10_000:
+            raise ValueError(f"control {name!r}: step {step!r} gives more than 10,000 positions "
+                             f"between {lo!r} and {hi!r}")
         cls = widgets.IntSlider if all(isinstance(v, int) for v in spec) else widgets.FloatSlider
         return cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False)
     raise ValueError(f"control {name!r}: spec must be a widget, a non-empty list of options, a bool, "
@@ -61,6 +73,7 @@ class FigurePanel(widgets.VBox):
         self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{figsize[0] * 100:.0f}px"))
         self.status = widgets.HTML()
         self.redraw_count = 0
+        self.error: Exception | None = None  # what the last draw raised, if anything
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
         grid = widgets.GridBox(list(self.controls.values()),
@@ -85,13 +98,19 @@ class FigurePanel(widgets.VBox):
             self.figure.subplots_adjust(**PANEL_MARGINS)  # clear() forgets them
         use_style()  # globally: an rc_context would reset the inline backend on exit
         try:
-            self.draw(self.figure, **self.values)
-        except ValueError as err:  # show a bad combination in the panel, never a traceback
-            self.figure.clear()
-            self.figure.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True)
-        self.image.value = figure_png(self.figure)
-        self.redraw_count += 1
-        self.status.value = ""
+            try:
+                self.draw(self.figure, **self.values)
+                self.error = None
+            except Exception as err:  # shown in the panel: a callback's traceback reaches no one
+                self.error = err
+                message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+                self.figure.clear()
+                self.figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True,
+                                 color="black" if isinstance(err, ValueError) else "#b03a2e")
+            self.image.value = figure_png(self.figure)
+            self.redraw_count += 1
+        finally:
+            self.status.value = ""
 
 
 class SkipToggles(widgets.VBox):
@@ -127,6 +146,13 @@ class SkipToggles(widgets.VBox):
             b.observe(self._on_button, names="value")
         self.preset_buttons = []
         for label, make in (presets or {}).items():
+            try:  # checked now: inside a click callback an error would reach no one
+                mask = list(make(len(self.buttons)))
+            except Exception as err:
+                raise ValueError(f"preset {label!r} failed for {len(self.buttons)} switches: "
+                                 f"{type(err).__name__}: {err}") from None
+            if len(mask) != len(self.buttons) or not all(isinstance(v, (bool, np.bool_)) for v in mask):
+                raise ValueError(f"preset {label!r} must give {len(self.buttons)} booleans; got {mask!r}")
             button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
             button.on_click(lambda _b, make=make: self.set(list(make(len(self.buttons)))))
             self.preset_buttons.append(button)
@@ -138,9 +164,18 @@ class SkipToggles(widgets.VBox):
         super().__init__(rows)
         self._syncing = False
         self.value = start
+        if model is not None and hasattr(model, "on_skips_change"):
+            model.on_skips_change(self._follow_model)  # a `model.skips = ...` elsewhere shows here
+
+    def _follow_model(self, skips: list[bool]) -> None:
+        if list(skips) != [b.value for b in self.buttons] and not self._writing:
+            self.set(skips)
 
     def set(self, mask: Sequence[bool]) -> None:
         """Set every toggle at once (one update, one redraw)."""
+        if isinstance(mask, (str, bytes)) or not hasattr(mask, "__len__") \
+                or not all(isinstance(v, (bool, np.bool_)) for v in mask):
+            raise ValueError(f"mask must be a list of {len(self.buttons)} booleans; got {mask!r}")
         mask = [bool(v) for v in mask]
         if len(mask) != len(self.buttons):
             raise ValueError(f"mask must have length {len(self.buttons)}; got {len(mask)}")
@@ -156,7 +191,13 @@ class SkipToggles(widgets.VBox):
         if not self._syncing:
             self.value = [b.value for b in self.buttons]
 
+    _writing = False
+
     @traitlets.observe("value")
     def _write_model(self, change) -> None:
-        if self.model is not None:
-            self.model.skips = list(change["new"])
+        if self.model is not None and list(self.model.skips) != list(change["new"]):
+            self._writing = True
+            try:
+                self.model.skips = list(change["new"])
+            finally:
+                self._writing = False

@@ -45,9 +45,11 @@ def test_skips_setter_validates_length_and_type():
         net.skips = [1, 0, 1]
     with pytest.raises(ValueError, match="booleans"):
         net.skips = "yes"
-    got = net.skips
-    got[0] = False  # a copy: mutating it does not change the model
+    view, copy = net.skips, list(net.skips)
+    copy[0] = False  # list() is a copy: mutating it does not change the model
     assert net.skips[0] is True
+    view[0] = False  # the property is a view that writes through (and checks what it writes)
+    assert net.skips == [False, False, True]
 
 
 def test_skips_off_context_restores():

@@ -1,6 +1,5 @@
 import itertools
 import math
-import time
 
 import pytest
 import torch
@@ -114,16 +113,19 @@ def trained():
     return ds, res, plain
 
 
+# Measured with seeds 0 and 1 of this recipe: residual intact 0.985 / 0.993, mean over the 20
+# single deletions 0.978 / 0.975 (a drop of 0.007 / 0.018); plain intact 0.996 / 0.985, mean
+# over its 19 deletable layers 0.346 / 0.324 (chance: 1/3). README: 0.99 -> 0.98 and 0.99 -> 0.36.
 @pytest.mark.real_cache
 def test_lesion_expectations(trained):
     ds, res, plain = trained
     intact = paths.lesion(res, ds, [])
-    assert intact > 0.95
+    assert intact > 0.97
     res_single = [paths.lesion(res, ds, [i]) for i in range(20)]
-    assert abs(sum(res_single) / 20 - intact) < 0.10
+    assert 0 <= intact - sum(res_single) / 20 < 0.03
     plain_single = [paths.lesion(plain, ds, [i]) for i in range(1, 20)]
-    assert paths.lesion(plain, ds, []) > 0.95
-    assert abs(sum(plain_single) / 19 - 1 / 3) < 0.10
+    assert paths.lesion(plain, ds, []) > 0.97
+    assert abs(sum(plain_single) / 19 - 1 / 3) < 0.03
 
 
 @pytest.mark.real_cache
@@ -143,16 +145,16 @@ def test_kendall_tau():
     assert paths.kendall_tau([1, 0, 2, 3]) == pytest.approx(1 - 2 / 6)
 
 
-def test_gradient_by_path_length_is_fast_for_54_blocks():
+def test_gradient_by_path_length_for_54_blocks_sums_to_autograd():
+    """The exact split at the depth of notebook 03 (2^54 paths): every part finite, the sum equal
+    to autograd's input gradient. Its speed is measured by `make bench`."""
     net = models.ResidualMLP(40, 10, width=64, depth=54)
-    x = torch.randn(128, 40)
-    y = torch.randint(0, 10, (128,))
-    start = time.perf_counter()
+    x = torch.randn(128, 40, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (128,), generator=torch.Generator().manual_seed(1))
     parts = paths.gradient_by_path_length(net, x, y)
-    elapsed = time.perf_counter() - start
-    assert parts.shape == (55, 128, 40)
-    assert (parts.sum(0) - autograd_input_gradient(net, x, y)).abs().max() < 1e-5
-    print(f"n = 54, width 64, batch 128: {elapsed:.2f} s")
+    assert parts.shape == (55, 128, 40) and torch.isfinite(parts).all()
+    reference = autograd_input_gradient(net, x, y)
+    assert (parts.sum(0) - reference).abs().max() < 1e-5 * reference.abs().max()
 
 
 @pytest.mark.parametrize("call, match", [

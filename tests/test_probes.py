@@ -20,16 +20,23 @@ def mean_factor(batch, activation, init, seeds=range(4), depth=30, width=256):
     return sum(factors) / len(factors)
 
 
+# Notebook 01 and the README claim agreement to within 1% for tanh and ReLU with the default init.
+# Measured over three groups of four seeds (0-3, 4-7, 8-11), the 4-seed mean was off by
+# -0.20%, -0.22%, -0.38% (tanh) and -0.43%, +0.11%, +0.05% (ReLU).
 @pytest.mark.parametrize("activation, expected", [("tanh", 1 / math.sqrt(3)), ("relu", 1 / math.sqrt(6))])
-def test_default_init_factor_matches_glorot(batch, activation, expected):
+def test_default_init_factor_matches_glorot_to_one_percent(batch, activation, expected):
     measured = mean_factor(batch, activation, "default")
-    assert abs(measured / expected - 1) < 0.15
+    assert abs(measured / expected - 1) < 0.01
     assert abs(probes.glorot_factor(activation, "default") - expected) < 1e-12
 
 
-@pytest.mark.parametrize("activation, init", [("tanh", "xavier"), ("relu", "he")])
-def test_normalized_init_keeps_factor_near_one(batch, activation, init):
-    assert abs(mean_factor(batch, activation, init) - 1) < 0.15
+# He-ReLU: +0.89%, -0.43%, -0.14% over the same seed groups (notebook 01: within 1.5%).
+# Xavier-tanh falls short of 1 by 3.06%, 3.28%, 3.03% (notebook 01: short, by 1-5%): tanh's
+# E[f'^2] is below its linear-regime value once the signal is not small.
+@pytest.mark.parametrize("activation, init, low, high", [("relu", "he", -0.015, 0.015),
+                                                         ("tanh", "xavier", -0.05, -0.01)])
+def test_normalized_init_keeps_factor_near_one(batch, activation, init, low, high):
+    assert low < mean_factor(batch, activation, init) - 1 < high
 
 
 def test_residual_net_does_not_vanish(batch):

@@ -11,6 +11,7 @@ says that changing it back must restore the original picture.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -109,6 +110,8 @@ class NotebookReport:
     interactions: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     screenshots: list[str] = field(default_factory=list)
+    # Per panel: a digest of the rendered picture before the first click and after each click.
+    pictures: list[list[str]] = field(default_factory=list)
 
     @property
     def median_ms(self) -> float:
@@ -175,6 +178,10 @@ JS_IMAGE_PIXELS = """async (index) => {
     canvas.getContext('2d').drawImage(img, 0, 0);
     return canvas.toDataURL();
 }"""
+
+
+def _digest(data_url: str) -> str:
+    return hashlib.sha256(data_url.encode()).hexdigest()[:16]
 
 
 def _control(panel, label: str):
@@ -251,6 +258,7 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
         panel.scroll_into_view_if_needed()
         kind, element = _control(panel, spec["control"])
         original = page.evaluate(JS_IMAGE_PIXELS, k)
+        report.pictures.append([_digest(original)])
         before_shot = shots / f"{path.stem}-panel{k}-before.png"
         panel.screenshot(path=str(before_shot))
         report.screenshots.append(str(before_shot))
@@ -265,6 +273,7 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
             report.latencies_ms.append(t["t1"] - t["t0"])
             report.interactions += 1
             pixels = page.evaluate(JS_IMAGE_PIXELS, k)
+            report.pictures[k].append(_digest(pixels))
             if click == 0:
                 after_shot = shots / f"{path.stem}-panel{k}-after.png"
                 img.screenshot(path=str(after_shot))
