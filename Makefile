@@ -12,12 +12,13 @@ PY         := $(VENV)/bin/python
 INSTALL    := $(PY) -m pip install --quiet -c constraints.txt
 LAB_STAMP  := $(VENV)/.skipviz-lab
 TEST_STAMP := $(VENV)/.skipviz-test
+STUDENT_STAMP := $(VENV)/.skipviz-student
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Other numerics than the machine's best: the portable pass of nbval (see `test-portable`).
 PORTABLE   := ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL      := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-.PHONY: setup setup-test lab test test-portable test-all browser notebooks lint bench lock clean
+.PHONY: setup setup-test lab test test-portable test-all test-student student claims browser notebooks lint bench lock clean
 
 setup: $(LAB_STAMP)
 setup-test: $(TEST_STAMP)
@@ -43,6 +44,11 @@ $(TEST_STAMP): $(LAB_STAMP)
 	$(INSTALL) -e ".[lab,test]"
 	@touch $@
 
+# nbgrader, for the lecturer's `make student` (and its tests), never for the students.
+$(STUDENT_STAMP): $(TEST_STAMP)
+	$(INSTALL) -e ".[lab,test,student]"
+	@touch $@
+
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
@@ -61,9 +67,26 @@ test: setup-test
 test-portable: setup-test
 	$(PORTABLE) SKIPVIZ_FAST=1 $(NBVAL)
 
-# Everything: `make test`, then the slower passes. This is what CI (.ci/run) runs.
+# Everything: `make test`, then the slower passes (other numerics; every notebook in FAST mode
+# with SEED = 1, its claims checked; the student copies made, checked and run). This is what CI
+# (.ci/run) runs.
 test-all: test
 	$(MAKE) test-portable
+	$(PY) tools/claims.py --fast --seeds 1
+	$(MAKE) test-student
+
+# The student copies (build/student/): solutions removed by nbgrader, outputs cleared.
+student: $(STUDENT_STAMP)
+	$(PY) tools/student.py
+
+# The student copies are made twice (byte-identical), hold no solution line, and run in FAST mode.
+test-student: $(STUDENT_STAMP)
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/student
+	$(PY) tools/student.py --execute
+
+# Every notebook in FULL mode for seeds 0-2: how many of the text's claims held (slow: ~25 min).
+claims: setup-test
+	$(PY) tools/claims.py --seeds 0 1 2
 
 # Debian's chromium for the browser tests (never a browser downloaded by playwright).
 browser:
@@ -89,7 +112,7 @@ lock:
 	rm -rf build/lock-venv
 	$(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/python -m pip install --quiet $(TORCH_SPEC)
-	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,bench]"
+	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,student,bench]"
 	build/lock-venv/bin/python tools/lock.py write build/lock-venv > constraints.txt
 	rm -rf build/lock-venv
 

@@ -86,3 +86,109 @@ def test_html_repr_escapes():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="'v1', 'v2', 'preact'"):
         exercises.check_block(ReferenceV2, block="v3")
+
+
+# ---------------------------------------------------------------------------- every check
+
+
+import math  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import nbformat  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from exercise_cells import check_cells, run_exercise  # noqa: E402
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_reference_answers_in_the_notebook_pass_their_checks(path):
+    """Solutions are taken from the reference notebook itself, so notebook and checks cannot drift."""
+    pairs = check_cells(nbformat.read(path, as_version=4))
+    assert len(pairs) >= 2, "at least two checked coding exercises per notebook"
+    for solution, check in pairs:
+        result = run_exercise(solution, check)
+        assert result.ok, (solution.source, result.message)
+
+
+def stub(*_args):
+    raise NotImplementedError()
+
+
+def layer_norm(d, w):
+    return d * (w.norm() / d.norm())
+
+
+def power(matvec, n, absolute=False, normalize=True):
+    v = torch.ones(n, dtype=torch.float64)
+    for _ in range(400):
+        hv = matvec(v)
+        v = hv / hv.norm() if normalize else hv
+    return matvec(v).norm().item() / v.norm().item() if absolute else (v @ matvec(v)).item() / (v @ v).item()
+
+
+def tau(order):
+    n = len(order)
+    return sum(1 if order[i] < order[j] else -1 for i in range(n) for j in range(i + 1, n)) / (n * (n - 1) / 2)
+
+
+# (check, the right answer, [(a typical wrong answer, words the message must contain), ...])
+CHECKS = [
+    (lambda v: exercises.check_glorot_factor(v, "sigmoid", "small"), math.sqrt(1 / 64),
+     [(math.sqrt(1 / 16), "f'(0) = 1/4"), (1 / 64, "without the square root"), (math.sqrt(1 / 64) ** 30, "30 layers")]),
+    (exercises.check_adam_step, 1e-4 * 1e-15 / (1e-15 + 1e-8),
+     [(1e-4, "ε left out"), (1e-19, "plain gradient descent")]),
+    (exercises.check_path_counts, math.comb,
+     [(lambda n, k: math.comb(n, k - 1) if k else 0, "off by one"), (lambda n, k: 2 ** n, "all 2^n paths"),
+      (lambda n, k: math.comb(n, k) / 2 ** n, "fraction")]),
+    (exercises.check_kendall_tau, tau,
+     [(lambda o: -tau(o), "sign is flipped"), (lambda o: tau(o) * len(o) * (len(o) - 1) / 2, "without dividing")]),
+    (lambda f: exercises.check_filter_normalization(f, kind="layer"), layer_norm,
+     [(lambda d, w: (d.reshape(len(d), -1) * (w.reshape(len(w), -1).norm(dim=1)
+                                               / d.reshape(len(d), -1).norm(dim=1))[:, None]).reshape(d.shape),
+       "filter by filter"), (lambda d, w: d / d.norm(), "norm 1")]),
+    (exercises.check_filter_normalization, lambda d, w: (d.reshape(len(d), -1) * (
+        w.reshape(len(w), -1).norm(dim=1) / d.reshape(len(d), -1).norm(dim=1))[:, None]).reshape(d.shape),
+     [(layer_norm, "whole tensors"), (lambda d, w: w, "returned w's filters")]),
+    (exercises.check_power_iteration, power,
+     [(lambda m, n: power(m, n, absolute=True), "wrong sign"), (lambda m, n: power(m, n, normalize=False), "blows up")]),
+    (exercises.check_mean_abs_weight, math.sqrt(2 / 64) * math.sqrt(2 / math.pi),
+     [(math.sqrt(2 / 64), "standard deviation"), (1 / 16, "PyTorch's default"), (2 / 64, "variance")]),
+]
+
+
+@pytest.mark.parametrize("check, right, wrong", CHECKS, ids=[f"check{i}" for i in range(len(CHECKS))])
+def test_each_check_accepts_the_answer_names_the_mistakes_and_spots_the_stub(check, right, wrong):
+    assert check(right).ok
+    for answer, words in wrong:
+        result = check(answer)
+        assert not result.ok and words in result.message, result.message
+    answer_is_a_function = callable(right)
+    result = check(stub if answer_is_a_function else None)
+    assert not result.ok and result.message.startswith("not done yet")
+
+
+@pytest.mark.parametrize("check, right, wrong", CHECKS, ids=[f"check{i}" for i in range(len(CHECKS))])
+def test_a_check_never_prints_the_reference_answer(check, right, wrong):
+    if callable(right):
+        return
+    digits = f"{right:.3g}"
+    for answer in (right * 1.7, right / 3.1, 0.0):
+        assert digits not in check(answer).message
+
+
+@pytest.mark.parametrize("bad", [None, 3, "f", torch.zeros(3), [1, 2]])
+def test_a_check_handed_the_wrong_kind_of_thing_says_what_it_expected(bad):
+    for check in (exercises.check_path_counts, exercises.check_kendall_tau, exercises.check_power_iteration,
+                  exercises.check_filter_normalization):
+        result = check(bad)
+        assert not result.ok and len(result.message.splitlines()) == 1
+        assert "not done yet" in result.message or "pass your function" in result.message
+    for check in (exercises.check_adam_step, exercises.check_mean_abs_weight, exercises.check_glorot_factor):
+        if bad is None:
+            continue
+        result = check(bad)
+        assert not result.ok and ("must be a number" in result.message or "is not right" in result.message
+                                  or "too" in result.message or "sign" in result.message)

@@ -44,9 +44,12 @@ def test_conventions(path):
     assert 'FAST = os.environ.get("SKIPVIZ_FAST", "0") == "1"' in first.source
     assert re.search(r"^SEED = 0$", first.source, re.M)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    assert "Learning goals" in nb.cells[0].source
+    assert "Learning goals" in nb.cells[0].source and "**Before you start.**" in nb.cells[0].source
     headings = re.findall(r"^#+ (.*)$", text, re.M)
-    assert any("Exercises" in h for h in headings) and "References" in headings[-1]
+    assert "Summary" in headings and any("Exercises" in h for h in headings) and "References" in headings[-1]
+    assert headings.index("Summary") < [i for i, h in enumerate(headings) if "Exercises" in h][0]
+    exercises_text = text[text.index("## Exercises"):text.index("## References")]
+    assert 3 <= len(re.findall(r"^\*\*\d\. ", exercises_text, re.M)) <= 5, "3 to 5 exercises"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -61,6 +64,8 @@ def test_stored_outputs_are_a_clean_full_run(path):
         if "NBVAL_CHECK_OUTPUT" in c.source:
             assert not any(o.get("name") == "stderr" for o in c.outputs), "checked cells must not print progress"
             assert "fit(" not in c.source, "a checked cell must not train (its output would depend on FAST)"
+            assert "full_only=True" not in c.source, \
+                "a checked cell must not hold a FULL-only claim (FAST mode prints it as not checked)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -1,0 +1,71 @@
+"""The student copies (`make student`): made by nbgrader from the reference notebooks, identical
+from run to run, without a single solution line, and with every check saying "not done yet" to
+the stubs. Needs the `student` extra (nbgrader); `make test-student` runs it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+import student  # noqa: E402
+from exercise_cells import check_cells, run_exercise  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def solution_lines(nb: nbformat.NotebookNode) -> list[str]:
+    """Every line inside a solution region, and every line of a model-answer cell."""
+    lines = []
+    for cell in nb.cells:
+        is_solution = cell.metadata.get("nbgrader", {}).get("solution", False)
+        inside = False
+        for line in cell.source.splitlines():
+            if line.strip() == "### BEGIN SOLUTION":
+                inside = True
+            elif line.strip() == "### END SOLUTION":
+                inside = False
+            elif (inside or (is_solution and "### BEGIN SOLUTION" not in cell.source)) and line.strip():
+                lines.append(line.strip())
+    return lines
+
+
+def test_two_runs_give_byte_identical_copies(tmp_path):
+    first = student.write_all(tmp_path / "a")
+    second = student.write_all(tmp_path / "b")
+    assert [p.name for p in first] == [p.name for p in NOTEBOOKS]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_solution_line_reaches_the_student_copy(path):
+    reference = nbformat.read(path, as_version=4)
+    copy = student.student_copy(reference)
+    hidden = solution_lines(reference)
+    assert len(hidden) >= 4, "every notebook has coding exercises and model answers"
+    text = "\n".join(line.strip() for cell in copy.cells for line in cell.source.splitlines())
+    leaked = [line for line in hidden if line in text.splitlines() and len(line) > 12]
+    assert not leaked
+    assert not any(c.get("outputs") for c in copy.cells if c.cell_type == "code")
+    # Everything that is not a solution is unchanged, cell for cell.
+    assert len(copy.cells) == len(reference.cells)
+    for ref, new in zip(reference.cells, copy.cells):
+        if not ref.metadata.get("nbgrader", {}).get("solution"):
+            assert new.source == ref.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_check_says_not_done_yet_to_the_stub(path):
+    copy = student.student_copy(nbformat.read(path, as_version=4))
+    pairs = check_cells(copy)
+    assert len(pairs) >= 2
+    for solution, check in pairs:
+        result = run_exercise(solution, check)
+        assert not result.ok and result.message.startswith("not done yet"), (check.source, result)
