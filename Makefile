@@ -18,7 +18,7 @@ ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PORTABLE   := ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL      := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-.PHONY: setup setup-test lab test test-portable test-all test-student student claims browser notebooks lint bench lock clean
+.PHONY: setup setup-test lab test test-portable test-all test-student student slides claims browser notebooks lint bench lock clean
 
 setup: $(LAB_STAMP)
 setup-test: $(TEST_STAMP)
@@ -93,6 +93,11 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "install Debian's chromium package (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
+
+# Static reveal.js slides from the stored outputs (build/slides/; reveal.js and MathJax copied
+# next to them from the npm packages in tools/slides, so they work offline).
+slides: setup-test
+	$(PY) tools/slides.py
 
 # Re-execute every notebook in FULL mode in place, refreshing what readers see.
 notebooks: setup-test

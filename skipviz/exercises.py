@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch

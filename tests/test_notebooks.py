@@ -90,3 +90,30 @@ def test_every_widget_panel_is_checked_in_the_browser(path):
             spec = cell.metadata.get("skipviz", {}).get("browser")
             assert spec and isinstance(spec.get("control"), str), \
                 'add "skipviz": {"browser": {"control": ..., "restores": ...}} to the panel cell'
+
+
+SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_lecture_path(path):
+    """Every cell has slide metadata; 10 to 40 slides; a figure or widget is never skipped and its
+    plotting code is hidden in both the live (JupyterLab's source_hidden) and the static slides
+    (the hide-input tag); only code is skipped; the title, the Summary and the references are slides."""
+    nb = nbformat.read(path, as_version=4)
+    kinds = [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells]
+    assert all(k in SLIDE_TYPES for k in kinds), "every cell needs slideshow.slide_type"
+    assert 10 <= sum(k in ("slide", "subslide") for k in kinds) <= 40
+    assert kinds[0] == "slide"
+    for cell, kind in zip(nb.cells, kinds):
+        shows = any(m in o.get("data", {}) for o in cell.get("outputs", [])
+                    for m in ("image/png", "application/vnd.jupyter.widget-view+json"))
+        if shows:
+            assert kind not in ("skip", "notes"), cell.source[:60]
+            assert "hide-input" in cell.metadata.get("tags", []) and cell.metadata["jupyter"]["source_hidden"]
+        if kind == "skip":
+            assert cell.cell_type == "code", cell.source[:60]
+        if cell.cell_type == "markdown" and cell.source.startswith(("## Summary", "## References", "## Exercises")):
+            assert kind == "slide"
+        if cell.source.startswith("**What to see"):
+            assert kind == "notes"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,27 +56,38 @@ def write_all(out: Path) -> list[Path]:
 
 
 def execute(path: Path) -> list[str]:
-    """Run a student copy in FAST mode; return the problems (errors other than the stubs')."""
+    """Run a student copy in FAST mode, in a fresh interpreter (one kernel per process); return
+    the problems (errors other than the stubs')."""
+    run = subprocess.run([sys.executable, __file__, "--run-one", str(path)], capture_output=True,
+                         text=True, env={**os.environ, "SKIPVIZ_FAST": "1", "SKIPVIZ_PROGRESS": "0"})
+    problems = [line for line in run.stdout.splitlines() if line.startswith("PROBLEM ")]
+    if run.returncode != 0 and not problems:
+        problems.append(f"{path.name}: the run failed: {run.stderr.strip().splitlines()[-1:]}")
+    return [p.removeprefix("PROBLEM ") for p in problems]
+
+
+def _run_one(path: Path) -> None:
     from nbclient import NotebookClient
 
-    os.environ["SKIPVIZ_FAST"] = "1"
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    problems = []
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []):
             if o.output_type == "error" and not (o.ename == "NotImplementedError"
                                                  and "raises-exception" in cell.metadata.get("tags", [])):
-                problems.append(f"{path.name} cell {i}: {o.ename}: {o.evalue}")
-    return problems
+                print(f"PROBLEM {path.name} cell {i}: {o.ename}: {o.evalue}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "student")
     parser.add_argument("--execute", action="store_true", help="run each copy in FAST mode")
+    parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_one:
+        _run_one(args.run_one)
+        return 0
     problems = []
     for path in write_all(args.out):
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", flush=True)

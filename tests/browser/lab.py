@@ -154,8 +154,12 @@ JS_OUTPUT_SUMMARY = """() => {
     return {errors, widgetViews, status: panel.sessionContext.session.kernel.status};
 }""".replace("WIDGET_MIME", WIDGET_MIME)
 
+# The panels' images, in the open notebook of JupyterLab (or in the page itself, outside JupyterLab).
+PANEL_IMAGES = ("(window.jupyterapp ? window.jupyterapp.shell.currentWidget.node : document)"
+                ".querySelectorAll('.skipviz-panel img')")
+
 JS_ARM_LATENCY = """(index) => {
-    const img = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.skipviz-panel img')[index];
+    const img = PANEL_IMAGES[index];
     const state = window.__skipviz = {t0: null, t1: null, before: img.src};
     const start = () => { if (state.t0 === null) state.t0 = performance.now(); };
     for (const type of ['pointerdown', 'click', 'change']) {
@@ -168,16 +172,16 @@ JS_ARM_LATENCY = """(index) => {
         state.t1 = performance.now();
     });
     observer.observe(img, {attributes: true, attributeFilter: ['src']});
-}"""
+}""".replace("PANEL_IMAGES", PANEL_IMAGES)
 
 JS_IMAGE_PIXELS = """async (index) => {
-    const img = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.skipviz-panel img')[index];
+    const img = PANEL_IMAGES[index];
     await img.decode();
     const canvas = document.createElement('canvas');
     canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
     canvas.getContext('2d').drawImage(img, 0, 0);
     return canvas.toDataURL();
-}"""
+}""".replace("PANEL_IMAGES", PANEL_IMAGES)
 
 
 def _digest(data_url: str) -> str:
@@ -206,6 +210,42 @@ def _change(kind: str, element, forward: bool) -> None:
         current = element.input_value()
         i = options.index(current) if current in options else 0
         element.select_option(options[(i + (1 if forward else -1)) % len(options)])
+
+
+def interact(page, panel, k: int, spec: dict, clicks: int, redraw_timeout_ms: int,
+             report: NotebookReport, shots: Path, fail, stem: str) -> None:
+    """Click the control `spec` names in panel k back and forth; record each redraw's latency and
+    picture; fail unless every click redraws and clicking back restores the picture."""
+    img = panel.locator("img").first
+    page.wait_for_function(f"(i) => {{ const im = {PANEL_IMAGES}[i]; return im && im.complete && im.naturalWidth > 0; }}",
+                           arg=k)
+    panel.scroll_into_view_if_needed()
+    kind, element = _control(panel, spec["control"])
+    original = page.evaluate(JS_IMAGE_PIXELS, k)
+    report.pictures.append([_digest(original)])
+    before_shot = shots / f"{stem}-panel{k}-before.png"
+    panel.screenshot(path=str(before_shot))
+    report.screenshots.append(str(before_shot))
+    for click in range(clicks):
+        page.evaluate(JS_ARM_LATENCY, k)
+        _change(kind, element, forward=click % 2 == 0)
+        try:
+            page.wait_for_function("() => window.__skipviz.t1 !== null", timeout=redraw_timeout_ms)
+        except Exception:
+            fail(f"changing {spec['control']!r} did not redraw the figure of panel {k}")
+        t = page.evaluate("() => window.__skipviz")
+        report.latencies_ms.append(t["t1"] - t["t0"])
+        report.interactions += 1
+        pixels = page.evaluate(JS_IMAGE_PIXELS, k)
+        report.pictures[k].append(_digest(pixels))
+        if click == 0:
+            after_shot = shots / f"{stem}-panel{k}-after.png"
+            img.screenshot(path=str(after_shot))
+            report.screenshots.append(str(after_shot))
+            if pixels == original:
+                fail(f"changing {spec['control']!r} left the picture of panel {k} unchanged")
+        elif click % 2 == 1 and spec.get("restores") and pixels != original:
+            fail(f"changing {spec['control']!r} back did not restore the picture of panel {k}")
 
 
 def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
@@ -251,35 +291,5 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
     if panels.count() < len(specs):
         fail(f"metadata names {len(specs)} widget panels but {panels.count()} rendered")
     for k, spec in enumerate(specs):
-        panel = panels.nth(k)
-        img = panel.locator("img").first
-        page.wait_for_function("(i) => { const im = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.skipviz-panel img')[i];"
-                               " return im && im.complete && im.naturalWidth > 0; }", arg=k)
-        panel.scroll_into_view_if_needed()
-        kind, element = _control(panel, spec["control"])
-        original = page.evaluate(JS_IMAGE_PIXELS, k)
-        report.pictures.append([_digest(original)])
-        before_shot = shots / f"{path.stem}-panel{k}-before.png"
-        panel.screenshot(path=str(before_shot))
-        report.screenshots.append(str(before_shot))
-        for click in range(clicks):
-            page.evaluate(JS_ARM_LATENCY, k)
-            _change(kind, element, forward=click % 2 == 0)
-            try:
-                page.wait_for_function("() => window.__skipviz.t1 !== null", timeout=redraw_timeout_ms)
-            except Exception:
-                fail(f"changing {spec['control']!r} did not redraw the figure of panel {k}")
-            t = page.evaluate("() => window.__skipviz")
-            report.latencies_ms.append(t["t1"] - t["t0"])
-            report.interactions += 1
-            pixels = page.evaluate(JS_IMAGE_PIXELS, k)
-            report.pictures[k].append(_digest(pixels))
-            if click == 0:
-                after_shot = shots / f"{path.stem}-panel{k}-after.png"
-                img.screenshot(path=str(after_shot))
-                report.screenshots.append(str(after_shot))
-                if pixels == original:
-                    fail(f"changing {spec['control']!r} left the picture of panel {k} unchanged")
-            elif click % 2 == 1 and spec.get("restores") and pixels != original:
-                fail(f"changing {spec['control']!r} back did not restore the picture of panel {k}")
+        interact(page, panels.nth(k), k, spec, clicks, redraw_timeout_ms, report, shots, fail, path.stem)
     return report

@@ -1,0 +1,87 @@
+"""The static slides (`make slides`) in headless Chromium with every non-local request blocked:
+reveal.js starts, the deck has one slide per `slide`/`subslide` cell, the first figure slide
+shows a rendered image, the speaker notes are in the page, and nothing failed to load.
+The live slideshow (jupyterlab-rise in `make lab`) is checked in test_in_browser.py.
+Screenshots of each deck's first figure slide: build/browser/slides/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import nbformat
+import pytest
+from lab import BUILD, CHROMIUM_ARGS, ROOT
+
+if shutil.which("chromium") is None:
+    reason = "chromium is not installed (`make browser` installs Debian's package)"
+    if os.environ.get("SKIPVIZ_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+sys.path.insert(0, str(ROOT / "tools"))
+import slides  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+OUT = ROOT / "build" / "slides"
+SHOTS = BUILD / "slides"
+
+
+@pytest.fixture(scope="module")
+def decks():
+    assert slides.main(["--out", str(OUT)]) == 0
+    return OUT
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                              args=CHROMIUM_ARGS + ["--allow-file-access-from-files"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_static_slides_work_offline(decks, browser, path):
+    nb = nbformat.read(path, as_version=4)
+    kinds = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
+    expected = sum(k in ("slide", "subslide") for k in kinds)
+    readings = sum(k == "notes" and c.source.startswith("**What to see") for c, k in zip(nb.cells, kinds))
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    blocked, errors = [], []
+
+    def only_local(route):
+        url = route.request.url
+        if url.startswith(("file://", "data:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((decks / f"{path.stem}.slides.html").as_uri())
+    page.wait_for_selector(".reveal.ready", state="attached", timeout=30_000)
+    page.evaluate("() => new Promise(done => require(['lib/reveal.js/dist/reveal.js'], R => { window.Reveal = R; done(); }))")
+    assert page.evaluate("() => Reveal.getTotalSlides()") == expected
+    in_notes = page.evaluate("() => Array.from(document.querySelectorAll('aside.notes')).map(a => a.textContent).join(' ')")
+    assert readings >= 3 and in_notes.count("What to see") == readings, "every figure's reading is a speaker note"
+    index = page.evaluate("""() => Reveal.getSlides().findIndex(s => s.querySelector('img'))""")
+    assert index >= 0
+    page.evaluate(f"() => {{ const i = Reveal.getIndices(Reveal.getSlides()[{index}]); Reveal.slide(i.h, i.v); }}")
+    page.wait_for_timeout(500)  # the slide transition
+    natural, width, height = page.evaluate("""() => { const im = Reveal.getCurrentSlide().querySelector('img');
+        const r = im.getBoundingClientRect(); return [im.naturalWidth, r.width, r.height]; }""")
+    assert natural > 0 and width > 300 and height > 150, "the first figure is drawn, and large"
+    assert "def " not in page.evaluate("() => Reveal.getCurrentSlide().innerText"), "plotting code is hidden"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{path.stem}-first-figure.png"))
+    assert not blocked, f"the slides asked the network for {blocked}"
+    assert not errors, errors
+    page.close()
