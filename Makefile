@@ -58,7 +58,7 @@ lab: setup
 # widgets render and redraw when clicked. Skipped if chromium is missing (`make browser`),
 # unless SKIPVIZ_REQUIRE_BROWSER=1 (as in CI).
 test: setup-test
-	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser
+	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student
 	SKIPVIZ_FAST=1 $(NBVAL)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser
 
