@@ -1,6 +1,6 @@
 """Run every notebook in FULL mode for several seeds and count the claims that held.
 
-    python tools/claims.py [--seeds 0 1 2] [--fast] [NN ...]
+    python tools/claims.py [NN ...] [--seeds 0 1 2] [--fast]     (notebooks first: --seeds takes all numbers after it)
 
 Each notebook is executed with papermill (`-p SEED s`) into build/claims/; a claim that fails
 stops its notebook with ClaimFailed, which is reported with the claim's sentence. Prints one
