@@ -60,17 +60,18 @@ lab: setup
 test: setup-test
 	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student
 	SKIPVIZ_FAST=1 $(NBVAL)
-	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser --ignore=tests/browser/test_slides.py
 
 # nbval once more under other numerics: torch's generic CPU kernels (no AVX2/AVX-512) and one
 # thread, as on another student's laptop. The checked cells must print the same there.
 test-portable: setup-test
 	$(PORTABLE) SKIPVIZ_FAST=1 $(NBVAL)
 
-# Everything: `make test`, then the slower passes (other numerics; every notebook in FAST mode
-# with SEED = 1, its claims checked; the student copies made, checked and run). This is what CI
-# (.ci/run) runs.
+# Everything: `make test`, then the slower passes (the static slides in the browser; other
+# numerics; every notebook in FAST mode with SEED = 1, its claims checked; the student copies
+# made, checked and run). This is what CI (.ci/run) runs.
 test-all: test
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_slides.py
 	$(MAKE) test-portable
 	$(PY) tools/claims.py --fast --seeds 1
 	$(MAKE) test-student
