@@ -178,6 +178,18 @@ def _call(fn: object, name: str, *args) -> tuple[object, CheckResult | None]:
         return None, CheckResult(False, f"calling {name} raised {type(err).__name__}: {err}")
 
 
+def _call_number(fn: object, call: str, *args) -> tuple[float | None, CheckResult | None]:
+    """(fn(*args) as a float, None), or (None, what went wrong); `call` names the call in messages."""
+    out, problem = _call(fn, "your function", *args)
+    if problem is not None:
+        return None, problem
+    if isinstance(out, torch.Tensor) and out.numel() == 1:
+        out = out.item()
+    if isinstance(out, bool) or not isinstance(out, (int, float)):
+        return None, CheckResult(False, f"{call} must return a number; it returned {type(out).__name__}")
+    return float(out), None
+
+
 # ---------------------------------------------------------------------------- notebook 01
 
 
@@ -236,13 +248,9 @@ def check_path_counts(fn: object) -> CheckResult:
     }
     got = {}
     for n, k in cases:
-        out, problem = _call(fn, "your function", n, k)
+        out, problem = _call_number(fn, f"fn({n}, {k})", n, k)
         if problem is not None:
             return problem
-        if isinstance(out, torch.Tensor) and out.numel() == 1:
-            out = out.item()
-        if isinstance(out, bool) or not isinstance(out, (int, float)):
-            return CheckResult(False, f"fn({n}, {k}) must return a number; it returned {type(out).__name__}")
         got[n, k] = out
     if all(math.isclose(got[c], math.comb(*c), rel_tol=1e-9) for c in cases):
         return CheckResult(True, "correct: your counts match for every n up to 12 and for n = 54.")
@@ -275,14 +283,10 @@ def check_kendall_tau(fn: object) -> CheckResult:
     }
     got = []
     for order in orders:
-        out, problem = _call(fn, "your function", list(order))
+        out, problem = _call_number(fn, "fn(order)", list(order))
         if problem is not None:
             return problem
-        if isinstance(out, torch.Tensor) and out.numel() == 1:
-            out = out.item()
-        if isinstance(out, bool) or not isinstance(out, (int, float)):
-            return CheckResult(False, f"fn(order) must return a number; it returned {type(out).__name__}")
-        got.append(float(out))
+        got.append(out)
     if all(math.isclose(g, kendall_tau(o), abs_tol=1e-9) for g, o in zip(got, orders)):
         return CheckResult(True, "correct: your τ matches on 42 permutations, including the identity and the reversal.")
     for hint, tau in wrong.items():
@@ -371,14 +375,10 @@ def check_power_iteration(fn: object) -> CheckResult:
     got = []
     for lam in spectra:
         h = q @ torch.diag(lam) @ q.T
-        out, problem = _call(fn, "your function", lambda v, h=h: h @ v, 8)
+        out, problem = _call_number(fn, "fn(matvec, n)", lambda v, h=h: h @ v, 8)
         if problem is not None:
             return problem
-        if isinstance(out, torch.Tensor) and out.numel() == 1:
-            out = out.item()
-        if isinstance(out, bool) or not isinstance(out, (int, float)):
-            return CheckResult(False, f"fn(matvec, n) must return a number; it returned {type(out).__name__}")
-        got.append(float(out))
+        got.append(out)
     right = [6.0, -7.0]
     if all(math.isclose(g, r, rel_tol=1e-3) for g, r in zip(got, right)):
         return CheckResult(True, "correct: your estimate converges to the eigenvalue of largest magnitude, "

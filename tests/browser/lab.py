@@ -32,6 +32,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
+def require_chromium(pytest) -> None:
+    """Skip the calling test module when Debian's chromium is missing, unless the browser tests
+    are required (SKIPVIZ_REQUIRE_BROWSER=1, as in CI): then fail."""
+    if shutil.which("chromium") is None:
+        reason = "chromium is not installed (`make browser` installs Debian's package)"
+        if os.environ.get("SKIPVIZ_REQUIRE_BROWSER") == "1":
+            raise RuntimeError(reason)
+        pytest.skip(reason, allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

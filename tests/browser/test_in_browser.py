@@ -5,19 +5,21 @@ the figure when clicked (and restores it when clicked back). Screenshots: build/
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import pytest
-from lab import BUILD, ROOT, LabServer, browser_specs, check_notebook, launch_browser
+from lab import (
+    BUILD,
+    ROOT,
+    LabServer,
+    browser_specs,
+    check_notebook,
+    launch_browser,
+    require_chromium,
+)
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-if shutil.which("chromium") is None:
-    reason = "chromium is not installed (`make browser` installs Debian's package)"
-    if os.environ.get("SKIPVIZ_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(reason)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium(pytest)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

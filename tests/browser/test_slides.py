@@ -6,19 +6,14 @@ Screenshots of each deck's first figure slide: build/browser/slides/."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 
 import nbformat
 import pytest
-from lab import BUILD, CHROMIUM_ARGS, ROOT
+from lab import BUILD, CHROMIUM_ARGS, ROOT, require_chromium
 
-if shutil.which("chromium") is None:
-    reason = "chromium is not installed (`make browser` installs Debian's package)"
-    if os.environ.get("SKIPVIZ_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(reason)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium(pytest)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 sys.path.insert(0, str(ROOT / "tools"))
