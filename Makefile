@@ -39,39 +39,41 @@ $(LAB_STAMP): pyproject.toml constraints.txt | $(PY)
 	$(INSTALL) -e ".[lab]"
 	@touch $@
 
-# The test tools on top (pytest, papermill, nbval, playwright, ruff): `make test` only.
+# The test tools on top (pytest, papermill, nbval, playwright, ruff, dask): `make test` only.
 $(TEST_STAMP): $(LAB_STAMP)
-	$(INSTALL) -e ".[lab,test]"
+	$(INSTALL) -e ".[lab,test,cluster]"
 	@touch $@
 
 # nbgrader, for the lecturer's `make student` (and its tests), never for the students.
 $(STUDENT_STAMP): $(TEST_STAMP)
-	$(INSTALL) -e ".[lab,test,student]"
+	$(INSTALL) -e ".[lab,test,cluster,student]"
 	@touch $@
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
-# Unit tests, every notebook run in FAST mode through papermill, then nbval (lax) on the cells
-# marked # NBVAL_CHECK_OUTPUT against the stored FULL-mode outputs.
+# Unit tests, then nbval (lax): every notebook run in FAST mode, any error failing it, and the cells
+# marked # NBVAL_CHECK_OUTPUT compared with the stored FULL-mode outputs. (The same run through
+# papermill, with its parameters injected, is in test-all.)
 # Then every notebook once more in a real JupyterLab (started by `make lab`) in headless Chromium:
 # widgets render and redraw when clicked. Skipped if chromium is missing (`make browser`),
 # unless SKIPVIZ_REQUIRE_BROWSER=1 (as in CI).
 test: setup-test
-	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student
+	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student -m "not papermill"
 	SKIPVIZ_FAST=1 $(NBVAL)
-	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser --ignore=tests/browser/test_slides.py
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_in_browser.py
 
 # nbval once more under other numerics: torch's generic CPU kernels (no AVX2/AVX-512) and one
 # thread, as on another student's laptop. The checked cells must print the same there.
 test-portable: setup-test
 	$(PORTABLE) SKIPVIZ_FAST=1 $(NBVAL)
 
-# Everything: `make test`, then the slower passes (the static slides in the browser; other
+# Everything: `make test`, then the slower passes (every notebook through papermill; the static slides in the browser; other
 # numerics; every notebook in FAST mode with SEED = 1, its claims checked; the student copies
 # made, checked and run). This is what CI (.ci/run) runs.
 test-all: test
-	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_slides.py
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/test_notebooks.py -m papermill
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_slides.py tests/browser/test_slideshow.py
 	$(MAKE) test-portable
 	$(PY) tools/claims.py --fast --seeds 1
 	$(MAKE) test-student
@@ -118,7 +120,7 @@ lock:
 	rm -rf build/lock-venv
 	$(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/python -m pip install --quiet $(TORCH_SPEC)
-	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,student,bench]"
+	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,cluster,student,bench]"
 	build/lock-venv/bin/python tools/lock.py write build/lock-venv > constraints.txt
 	rm -rf build/lock-venv
 

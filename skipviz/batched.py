@@ -534,6 +534,9 @@ def _linear_into(points: int, x: torch.Tensor, weight: torch.Tensor, bias: torch
     if not target.is_contiguous() or target.shape != (*x.shape[:-1], weight.shape[1]) \
             or target.dtype != weight.dtype:
         return False
+    if target.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        return False  # x is (part of) the target: adding the bias first would change the input
+    
     acc = target.view(points, -1, weight.shape[1])
     if bias is not None:
         acc.add_(bias.unsqueeze(1))

@@ -243,10 +243,24 @@ def _make_mnist1d(seed: int) -> dict[str, torch.Tensor]:
             "y_test": torch.tensor(d["y_test"], dtype=torch.int64)}
 
 
-DATASETS = {"sine": sine, "spirals": spirals, "mnist1d": mnist1d}
+def denoising(noise: float = 0.5, seed: int = 0) -> Dataset:
+    """MNIST-1D as a denoising task (notebook 07): inputs are the signals plus Gaussian noise of
+    standard deviation `noise`, targets the signals themselves, both (n, 40). The noise is drawn
+    once per example from `seed`, so the data set is fixed."""
+    noise = check_number("noise", noise, 0, strict=True)
+    seed = check_seed("seed", seed)
+    clean = mnist1d()
+    g = torch.Generator().manual_seed(seed)
+    noisy_train = clean.x_train + noise * torch.randn(clean.x_train.shape, generator=g)
+    noisy_test = clean.x_test + noise * torch.randn(clean.x_test.shape, generator=g)
+    return Dataset(f"mnist1d-denoising-{noise:g}-seed{seed}", noisy_train, clean.x_train.clone(),
+                   noisy_test, clean.x_test.clone(), "regression")
+
+
+DATASETS = {"sine": sine, "spirals": spirals, "mnist1d": mnist1d, "denoising": denoising}
 
 
 def load(name: str, **kwargs) -> Dataset:
-    """Build a data set by name: one of 'sine', 'spirals', 'mnist1d' (kwargs go to its function)."""
+    """Build a data set by name: one of 'sine', 'spirals', 'mnist1d', 'denoising' (kwargs go to its function)."""
     check_choice("name", name, DATASETS)
     return DATASETS[name](**kwargs)

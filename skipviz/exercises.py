@@ -408,3 +408,211 @@ def check_mean_abs_weight(value: object, n: int = 64) -> CheckResult:
         "you used Var[w] = 1/n (Xavier's, for fan-in = fan-out); He init has 2/n": math.sqrt(1 / n) * math.sqrt(2 / math.pi),
     }
     return _check_number(value, "E|w|", std * math.sqrt(2 / math.pi), mistakes)
+
+
+# ---------------------------------------------------------------------------- notebook 06
+
+
+def check_scaled_perturbation(fn: object, seed: int = 0) -> CheckResult:
+    """Your scaled_perturbation(x_in, x_out) -> (batch,) per-example |x_out - x_in| / |x_in|,
+    on hidden states of shape (batch, channels, length) (notebook 06, exercise 1)."""
+    seed = check_seed("seed", seed)
+    g = torch.Generator().manual_seed(seed)
+    x_in = torch.randn(6, 4, 10, generator=g) * torch.arange(1.0, 7.0).view(6, 1, 1)
+    x_out = x_in + 0.3 * torch.randn(6, 4, 10, generator=g)
+    out, problem = _call(fn, "scaled_perturbation", x_in.clone(), x_out.clone())
+    if problem is not None:
+        return problem
+    if not isinstance(out, torch.Tensor):
+        return CheckResult(False, f"scaled_perturbation must return a tensor; it returned {type(out).__name__}")
+    flat_in, flat_out = x_in.flatten(1), x_out.flatten(1)
+    right = (flat_out - flat_in).norm(dim=1) / flat_in.norm(dim=1)
+    if out.shape != right.shape:
+        if out.numel() == 1 and math.isclose(out.item(), ((flat_out - flat_in).norm() / flat_in.norm()).item(), rel_tol=1e-4):
+            return CheckResult(False, "you took one ratio for the whole batch; Hauser's measure is one "
+                                      "ratio per example (norms over dim 1 after flatten(1)), shape (batch,)")
+        return CheckResult(False, f"the result has shape {tuple(out.shape)}; one value per example, "
+                                  f"shape {tuple(right.shape)}, is expected")
+    out = out.detach().double()
+    if torch.allclose(out, right.double(), rtol=1e-4, atol=1e-7):
+        return CheckResult(True, "correct: one scaled perturbation per example.")
+    mistakes = {
+        "that is the absolute perturbation |x_out - x_in|: divide by |x_in|": (flat_out - flat_in).norm(dim=1),
+        "you divided by |x_out|; the step is measured against the block's input |x_in|":
+            (flat_out - flat_in).norm(dim=1) / flat_out.norm(dim=1),
+        "that is |x_out| / |x_in| - 1, the change of size, not the size of the change":
+            flat_out.norm(dim=1) / flat_in.norm(dim=1) - 1,
+        "the squared norms: take the square root (torch.norm) of each sum of squares":
+            (flat_out - flat_in).pow(2).sum(1) / flat_in.pow(2).sum(1),
+    }
+    for hint, wrong in mistakes.items():
+        if torch.allclose(out, wrong.double(), rtol=1e-4, atol=1e-7):
+            return CheckResult(False, hint)
+    if out.shape == right.shape and not torch.allclose(out, right.double(), rtol=1e-4):
+        per_channel = (x_out - x_in).norm(dim=2).mean(1) / x_in.norm(dim=2).mean(1)
+        if torch.allclose(out, per_channel.double(), rtol=1e-4):
+            return CheckResult(False, "you took norms per channel; take one norm over all of an "
+                                      "example's features (flatten(1) first)")
+    return CheckResult(False, "the values differ from |x_out - x_in| / |x_in| per example and match none "
+                              "of the usual mistakes; check one example by hand")
+
+
+def check_stopping_rule(value: object, scaled_distance: float, eps: float) -> CheckResult:
+    """Your number of blocks for a section of scaled distance d with tolerance eps: Hauser's
+    L = ceil(d / eps) (notebook 06, exercise 2)."""
+    from .perturbation import stopping_rule
+
+    right = stopping_rule(scaled_distance, eps)
+    if value is None or value is Ellipsis:
+        return _not_done("blocks_needed")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        return CheckResult(False, f"blocks_needed must be a whole number of blocks; got {value!r:.40}")
+    value = int(value)
+    if value == right:
+        return CheckResult(True, f"correct: {value} blocks.")
+    if value == right + 1:
+        return CheckResult(False, f"{value} is one too many: d / eps is a whole number here, and ceil "
+                                  "leaves a whole number as it is (in floats the quotient may show a tiny excess)")
+    if value == math.floor(scaled_distance * eps) or value == round(scaled_distance * eps):
+        return CheckResult(False, "you multiplied by eps; the rule divides: L = ceil(d / eps)")
+    word = "too many" if value > right else "too few"
+    return CheckResult(False, f"{value} blocks is {word}: L = ceil(d_scaled / eps)")
+
+
+# ---------------------------------------------------------------------------- notebook 07
+# Spot the bug: published blocks that look right and are not. Each check builds the student's
+# fixed class on small 1-D inputs and says what is still wrong.
+
+
+def _build(cls: object, name: str, *args, **kwargs) -> tuple[nn.Module | None, CheckResult | None]:
+    if cls is None or cls is Ellipsis:
+        return None, _not_done(name)
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        return None, CheckResult(False, f"pass your fixed class {name} itself (not an instance); got "
+                                        f"{type(cls).__name__}")
+    try:
+        return cls(*args, **kwargs), None
+    except NotImplementedError:
+        return None, _not_done(name)
+    except Exception as err:
+        return None, CheckResult(False, f"{name}{args} raised {type(err).__name__}: {err}")
+
+
+def _forward(block: nn.Module, x: torch.Tensor, name: str) -> tuple[torch.Tensor | None, CheckResult | None]:
+    try:
+        return block(x), None
+    except NameError as err:
+        return None, CheckResult(False, f"{name}.forward raised NameError ({err}): a name from __init__ "
+                                        "is only reachable as self.<name> inside forward")
+    except NotImplementedError:
+        return None, _not_done(name)
+    except Exception as err:
+        return None, CheckResult(False, f"{name}.forward on a batch of shape {tuple(x.shape)} raised "
+                                        f"{type(err).__name__}: {err}")
+
+
+def check_downsample_fix(cls: object) -> CheckResult:
+    """The article's ResidualBlock(in_channels, out_channels, stride, downsample) with its
+    downsampler really used: a block that halves the length and doubles the channels runs, gives
+    (batch, 2 in, length / 2), and its shortcut carries gradient to the downsampler's weights."""
+    torch.manual_seed(0)
+    down = nn.Sequential(nn.Conv1d(8, 16, 1, stride=2), nn.BatchNorm1d(16))
+    block, problem = _build(cls, "ResidualBlock", 8, 16, stride=2, downsample=down)
+    if problem is not None:
+        return problem
+    x = torch.randn(4, 8, 20)
+    out, problem = _forward(block, x, "ResidualBlock")
+    if problem is not None:
+        return problem
+    if not isinstance(out, torch.Tensor) or out.shape != (4, 16, 10):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return CheckResult(False, f"with stride 2 and 8 -> 16 channels the output must be (4, 16, 10); got {got}")
+    out.sum().backward()
+    if down[0].weight.grad is None or down[0].weight.grad.abs().sum() == 0:
+        return CheckResult(False, "the downsampler gets no gradient: the shortcut must add "
+                                  "self.downsample(x) to the output")
+    plain, problem = _build(cls, "ResidualBlock", 8, 8)
+    if problem is not None:
+        return problem
+    out, problem = _forward(plain, x, "ResidualBlock")
+    if problem is not None:
+        return problem
+    return CheckResult(True, "correct: the downsampler is self.downsample, and the shortcut uses it.")
+
+
+def check_batchnorm_fix(cls: object) -> CheckResult:
+    """The article's ResidualBlock with one BatchNorm per convolution: in a training-mode forward
+    every BatchNorm module is used once, and there are two of them."""
+    block, problem = _build(cls, "ResidualBlock", 8, 8)
+    if problem is not None:
+        return problem
+    norms = [m for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    calls = {id(m): 0 for m in norms}
+    handles = [m.register_forward_hook(lambda m, *_: calls.__setitem__(id(m), calls[id(m)] + 1)) for m in norms]
+    block.train()
+    try:
+        _, problem = _forward(block, torch.randn(16, 8, 20) * 3 + 1, "ResidualBlock")
+    finally:
+        for h in handles:
+            h.remove()
+    if problem is not None:
+        return problem
+    shared = [m for m in norms if calls[id(m)] > 1]
+    if shared:
+        return CheckResult(False, "one BatchNorm normalizes both convolutions: it learns one scale for "
+                                  "two layers, and its running mean and variance mix two different "
+                                  "layers' statistics, so eval mode normalizes neither correctly")
+    used = [m for m in norms if calls[id(m)] == 1]
+    if len(used) < 2:
+        return CheckResult(False, f"{len(used)} BatchNorm used in forward; each convolution needs its own (two)")
+    return CheckResult(True, "correct: each convolution has its own BatchNorm and its own running statistics.")
+
+
+def check_conv2_fix(cls: object) -> CheckResult:
+    """The lecture's SkipBlock(in_ch, out_ch) with conv2 built for what it receives: conv1's
+    out_ch channels."""
+    block, problem = _build(cls, "SkipBlock", 8, 16)
+    if problem is not None:
+        return problem
+    conv2 = getattr(block, "conv2", None)
+    if not isinstance(conv2, nn.Conv1d):
+        return CheckResult(False, "SkipBlock needs its second convolution as self.conv2 (an nn.Conv1d)")
+    if conv2.in_channels != 16:
+        return CheckResult(False, f"conv2 takes {conv2.in_channels} channels, but it receives conv1's "
+                                  "out_ch = 16: build it as Conv1d(out_ch, out_ch, ...). In the lecture "
+                                  "this never failed, because conv2 only ran when in_ch == out_ch")
+    same, problem = _build(cls, "SkipBlock", 8, 8)
+    if problem is not None:
+        return problem
+    _, problem = _forward(same, torch.randn(4, 8, 20), "SkipBlock")
+    return problem if problem is not None else CheckResult(True, "correct: conv2 maps out_ch to out_ch channels.")
+
+
+def check_channel_skip_fix(cls: object) -> CheckResult:
+    """The lecture's SkipBlock(in_ch, 2 in_ch): the input is added to both halves of the doubled
+    channels (out[:, :in_ch] and out[:, in_ch:]), not to one channel."""
+    torch.manual_seed(0)
+    block, problem = _build(cls, "SkipBlock", 8, 16)
+    if problem is not None:
+        return problem
+    block.eval()
+    x = torch.randn(4, 8, 20, requires_grad=True)
+    out, problem = _forward(block, x, "SkipBlock")
+    if problem is not None:
+        return problem
+    if not isinstance(out, torch.Tensor) or out.shape != (4, 16, 20):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return CheckResult(False, f"SkipBlock(8, 16) on (4, 8, 20) must give (4, 16, 20); got {got}")
+    with torch.no_grad():
+        branch = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))))
+        added = out - branch
+    if torch.allclose(added, torch.cat([x, x], 1), atol=1e-5):
+        return CheckResult(True, "correct: the input reaches both halves of the doubled channels.")
+    if torch.allclose(added[:, :8], x, atol=1e-5) and added[:, 8:].abs().max() < 1e-5:
+        return CheckResult(False, "the input is added to the first half only; add it to out[:, in_ch:] too")
+    if torch.allclose(added[:, 8:], x, atol=1e-5) and added[:, :8].abs().max() < 1e-5:
+        return CheckResult(False, "the input is added to the second half only; add it to out[:, :in_ch] too")
+    if added.abs().max() < 1e-5:
+        return CheckResult(False, "nothing is added: the block has no skip connection left")
+    return CheckResult(False, "what the block adds to its branch is not the input on both halves: "
+                              "out[:, :in_ch] += x and out[:, in_ch:] += x")

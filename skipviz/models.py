@@ -11,7 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_index, check_int, check_positive, check_seed
+from ._validation import (
+    check_choice,
+    check_index,
+    check_int,
+    check_number,
+    check_positive,
+    check_seed,
+)
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 INITS = ("default", "xavier", "he", "small")
@@ -415,12 +422,278 @@ class SkipConvNet(SkipNet):
         return self.readout(x)
 
 
-def _check_signal_length(net: SkipConvNet, inputs: tuple) -> None:
+def _check_signal_length(net: SkipNet, inputs: tuple) -> None:
     x = inputs[0] if inputs else None
     length = net.config["in_len"]
     if isinstance(x, torch.Tensor) and (x.dim() != 2 or x.shape[1] != length):
-        raise ValueError(f"SkipConvNet(in_len={length}) takes signals of shape (batch, {length}); "
+        raise ValueError(f"{type(net).__name__}(in_len={length}) takes signals of shape (batch, {length}); "
                          f"got {tuple(x.shape)}")
+
+
+class PreActBlock1d(nn.Module):
+    """Hauser's block (his eq. 13; He et al. 2016's pre-activation):
+    x' = x + W_2 * relu(BN_2(W_1 * relu(BN_1(x)))), with * a 3-tap convolution.
+
+    Input and output (batch, channels, length). With skip=False the `x +` is dropped.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        channels = check_int("channels", channels)
+        self.bn1, self.bn2 = nn.BatchNorm1d(channels), nn.BatchNorm1d(channels)
+        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x), what the block adds to its input."""
+        return self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x))))))
+
+    def forward(self, x: torch.Tensor, skip: bool = True) -> torch.Tensor:
+        out = self.branch(x)
+        return out + x if skip else out
+
+
+class ResNet1d(SkipNet):
+    """Hauser's network for 1-D signals such as MNIST-1D: a conv stem, then `sections` sections
+    of `blocks` PreActBlock1d each; between sections a 1x1 convolution with stride 2 halves the
+    length and doubles the channels (a transition, not a block: it has no skip); then BN, ReLU,
+    global average pool and a linear output.
+
+    Input (batch, in_len) -> logits (batch, num_classes). One skip per block:
+    `len(skips) == sections * blocks`; `section_of[i]` is block i's section.
+    """
+
+    def __init__(self, in_len: int = 40, num_classes: int = 10, channels: int = 8, blocks: int = 2,
+                 sections: int = 3, seed: int | None = 0):
+        super().__init__()
+        sections = check_int("sections", sections)
+        in_len = check_int("in_len", in_len, minimum=2 ** (sections - 1))
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        channels, blocks = check_int("channels", channels), check_int("blocks", blocks)
+        seed = check_seed("seed", seed, allow_none=True)
+        self.config = dict(in_len=in_len, num_classes=num_classes, channels=channels, blocks=blocks,
+                           sections=sections, seed=seed)
+        widths = [channels * 2 ** s for s in range(sections)]
+        with _seeded(seed):
+            self.stem = nn.Conv1d(1, channels, 5, padding=2)
+            self.blocks = nn.ModuleList(PreActBlock1d(w) for w in widths for _ in range(blocks))
+            self.transitions = nn.ModuleList(nn.Conv1d(w, 2 * w, 1, stride=2) for w in widths[:-1])
+            self.norm = nn.BatchNorm1d(widths[-1])
+            self.head = nn.Linear(widths[-1], num_classes)
+        self.section_of = [s for s in range(sections) for _ in range(blocks)]
+        self._init_skips(sections * blocks)
+        self.register_forward_pre_hook(_check_signal_length)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Input (batch, length) -> the first hidden state (batch, channels, length)."""
+        return self.stem(x.unsqueeze(1))
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Last hidden state (batch, channels, length) -> logits (batch, num_classes)."""
+        return self.head(torch.relu(self.norm(h)).mean(dim=2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for i, (block, skip) in enumerate(zip(self.blocks, self._skips)):
+            if i > 0 and self.section_of[i] != self.section_of[i - 1]:
+                x = self.transitions[self.section_of[i - 1]](x)
+            x = block(x, skip)
+        return self.readout(x)
+
+
+class DenseLayer1d(nn.Module):
+    """One layer of a dense block (Huang et al. 2017's DenseNet-B): BN, ReLU, a 1x1 bottleneck
+    convolution to 4k channels, BN, ReLU, a 3-tap convolution to k (the growth rate).
+
+    Input (batch, in_ch, length) -> its k new channels (batch, k, length).
+    """
+
+    def __init__(self, in_ch: int, growth: int):
+        super().__init__()
+        in_ch, growth = check_int("in_ch", in_ch), check_int("growth", growth)
+        self.bn1, self.conv1 = nn.BatchNorm1d(in_ch), nn.Conv1d(in_ch, 4 * growth, 1)
+        self.bn2, self.conv2 = nn.BatchNorm1d(4 * growth), nn.Conv1d(4 * growth, growth, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x))))))
+
+
+class DenseNet1d(SkipNet):
+    """A DenseNet for 1-D signals such as MNIST-1D: a conv stem to `stem` channels, `blocks` dense
+    blocks of `layers` DenseLayer1d each, a transition between blocks (BN, ReLU, a 1x1 conv that
+    halves the channels, average pool 2), then BN, ReLU, global average pool and a linear output.
+
+    In a dense block, layer c reads the concatenation of the block's input (source 0) and every
+    earlier layer's output (source j = layer j-1), so it takes in_ch + c * growth channels; the
+    block's output (consumer c = layers) is the concatenation of all of them.
+    Input (batch, in_len) -> logits (batch, num_classes).
+
+    Skips: one per dense connection that jumps over a layer, i.e. consumer c reading source
+    s < c (source c is the chain itself). `connections[i]` is skip i's (block, consumer, source).
+    Switched off, that source reaches the consumer as zeros: the weights keep their shapes.
+    """
+
+    def __init__(self, in_len: int = 40, num_classes: int = 10, stem: int = 16, growth: int = 8,
+                 layers: int = 4, blocks: int = 2, seed: int | None = 0):
+        super().__init__()
+        in_len = check_int("in_len", in_len, minimum=2)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        stem, growth = check_int("stem", stem), check_int("growth", growth)
+        layers, blocks = check_int("layers", layers), check_int("blocks", blocks)
+        seed = check_seed("seed", seed, allow_none=True)
+        self.config = dict(in_len=in_len, num_classes=num_classes, stem=stem, growth=growth,
+                           layers=layers, blocks=blocks, seed=seed)
+        self.block_channels = []  # (channels into the block, channels out of it) per block
+        with _seeded(seed):
+            self.stem = nn.Conv1d(1, stem, 5, padding=2)
+            dense, transitions, channels = [], [], stem
+            for b in range(blocks):
+                dense.append(nn.ModuleList(DenseLayer1d(channels + c * growth, growth) for c in range(layers)))
+                out = channels + layers * growth
+                self.block_channels.append((channels, out))
+                if b < blocks - 1:
+                    transitions.append(nn.Sequential(nn.BatchNorm1d(out), nn.ReLU(), nn.Conv1d(out, out // 2, 1),
+                                                     nn.AvgPool1d(2, ceil_mode=True)))
+                    channels = out // 2
+                else:
+                    channels = out
+            self.dense, self.transitions = nn.ModuleList(dense), nn.ModuleList(transitions)
+            self.norm = nn.BatchNorm1d(channels)
+            self.head = nn.Linear(channels, num_classes)
+        self.connections = [(b, c, s) for b in range(blocks) for c in range(layers + 1) for s in range(c)]
+        self._skip_index = {conn: i for i, conn in enumerate(self.connections)}
+        self._init_skips(len(self.connections))
+        self.register_forward_pre_hook(_check_signal_length)
+
+    def _reads(self, block: int, consumer: int, source: int) -> bool:
+        return source == consumer or self._skips[self._skip_index[(block, consumer, source)]]
+
+    def dense_block(self, b: int, x: torch.Tensor) -> torch.Tensor:
+        """Dense block b: (batch, in_ch, length) -> (batch, in_ch + layers * growth, length)."""
+        features = [x]
+        for c in range(len(self.dense[b]) + 1):
+            merged = torch.cat([f if self._reads(b, c, s) else torch.zeros_like(f)
+                                for s, f in enumerate(features)], dim=1)
+            if c == len(self.dense[b]):
+                return merged
+            features.append(self.dense[b][c](merged))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x.unsqueeze(1))
+        for b in range(len(self.dense)):
+            x = self.dense_block(b, x)
+            if b < len(self.transitions):
+                x = self.transitions[b](x)
+        return self.head(torch.relu(self.norm(x)).mean(dim=2))
+
+
+class HighwayLayer(nn.Module):
+    """Srivastava et al. (2015): y = T(x) H(x) + (1 - T(x)) x on vectors of size `width`, with the
+    transform H(x) = act(W_H x + b_H) and the gate T(x) = sigmoid(W_T x + b_T). b_T starts at
+    `gate_bias`; a negative one makes the layer start by carrying its input.
+    forward(x, skip): with skip=False the carry term (1 - T) x is dropped.
+    """
+
+    def __init__(self, width: int, activation: str = "relu", gate_bias: float = -2.0):
+        super().__init__()
+        width = check_int("width", width)
+        activation = check_choice("activation", activation, ACTIVATIONS)
+        gate_bias = check_number("gate_bias", gate_bias)
+        self.transform, self.act = nn.Linear(width, width), make_activation(activation)
+        self.transform_gate = nn.Linear(width, width)
+        nn.init.constant_(self.transform_gate.bias, gate_bias)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """T(x), (batch, width), each entry in (0, 1): how much of H(x) replaces x."""
+        return torch.sigmoid(self.transform_gate(x))
+
+    def forward(self, x: torch.Tensor, skip: bool = True) -> torch.Tensor:
+        t = self.gate(x)
+        out = t * self.act(self.transform(x))
+        return out + (1 - t) * x if skip else out
+
+
+class HighwayMLP(SkipNet):
+    """A linear stem, `depth` highway layers of equal width, a linear output.
+
+    Input (batch, in_dim) -> output (batch, out_dim). One skip per layer, its carry path:
+    `len(skips) == depth`. paths.deleted forces a layer to carry (T = 0: y = x).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, width: int = 64, depth: int = 10,
+                 activation: str = "relu", gate_bias: float = -2.0, seed: int | None = 0):
+        super().__init__()
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
+        width, depth = check_int("width", width), check_int("depth", depth)
+        activation = check_choice("activation", activation, ACTIVATIONS)
+        gate_bias = check_number("gate_bias", gate_bias)
+        seed = check_seed("seed", seed, allow_none=True)
+        self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth,
+                           activation=activation, gate_bias=gate_bias, seed=seed)
+        with _seeded(seed):
+            self.stem = nn.Linear(in_dim, width)
+            self.blocks = nn.ModuleList(HighwayLayer(width, activation, gate_bias) for _ in range(depth))
+            self.head = nn.Linear(width, out_dim)
+        self._init_skips(depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer, skip in zip(self.blocks, self._skips):
+            x = layer(x, skip)
+        return self.head(x)
+
+
+def _conv_pair(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Two 3-tap conv-BN-ReLU layers: the U-Net's unit at one resolution."""
+    return nn.Sequential(nn.Conv1d(in_ch, out_ch, 3, padding=1), nn.BatchNorm1d(out_ch), nn.ReLU(),
+                         nn.Conv1d(out_ch, out_ch, 3, padding=1), nn.BatchNorm1d(out_ch), nn.ReLU())
+
+
+class UNet1d(SkipNet):
+    """Ronneberger et al.'s U-Net for 1-D signals: (batch, length) -> (batch, length).
+
+    Encoder: `levels` units (channels c, 2c, 4c, ...), each followed by max-pool 2; a bottleneck
+    unit; decoder: per level, a transposed convolution doubles the length, the encoder's features
+    of the same resolution are concatenated (the long skip), and a unit merges them; a 1x1
+    convolution gives one channel. The length must be divisible by 2**levels.
+
+    Skips: one per level, skips[0] the finest (the first encoder unit to the last decoder unit).
+    Switched off, zeros take the encoder's features' place: a plain encoder-decoder.
+    """
+
+    def __init__(self, in_len: int = 40, channels: int = 16, levels: int = 2, seed: int | None = 0):
+        super().__init__()
+        in_len, channels = check_int("in_len", in_len, minimum=2), check_int("channels", channels)
+        levels = check_int("levels", levels)
+        if in_len % 2 ** levels:
+            raise ValueError(f"UNet1d with levels={levels} halves the length {levels} times, so "
+                             f"in_len must be divisible by {2 ** levels}; got {in_len}")
+        seed = check_seed("seed", seed, allow_none=True)
+        self.config = dict(in_len=in_len, out_dim=in_len, channels=channels, levels=levels, seed=seed)
+        widths = [channels * 2 ** level for level in range(levels + 1)]
+        with _seeded(seed):
+            self.down = nn.ModuleList(_conv_pair(1 if i == 0 else widths[i - 1], widths[i]) for i in range(levels))
+            self.bottom = _conv_pair(widths[levels - 1], widths[levels])
+            self.upsample = nn.ModuleList(nn.ConvTranspose1d(widths[i + 1], widths[i], 2, stride=2)
+                                          for i in range(levels))
+            self.up = nn.ModuleList(_conv_pair(2 * widths[i], widths[i]) for i in range(levels))
+            self.out = nn.Conv1d(widths[0], 1, 1)
+        self._init_skips(levels)
+        self.register_forward_pre_hook(_check_signal_length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)
+        saved = []
+        for unit in self.down:
+            x = unit(x)
+            saved.append(x)
+            x = nn.functional.max_pool1d(x, 2)
+        x = self.bottom(x)
+        for level in reversed(range(len(self.up))):
+            x = self.upsample[level](x)
+            skip = saved[level] if self._skips[level] else torch.zeros_like(saved[level])
+            x = self.up[level](torch.cat([x, skip], dim=1))
+        return self.out(x).squeeze(1)
 
 
 class TelescopeMLP(PlainMLP):

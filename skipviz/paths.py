@@ -62,7 +62,7 @@ def central_range(n: int, mass: float = 0.95) -> tuple[int, int]:
 
 
 def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList:
-    """The residual blocks of a skipviz ResidualMLP or SkipConvNet.
+    """The residual blocks of a skipviz ResidualMLP, SkipConvNet or ResNet1d.
 
     Raises ValueError for a model without skips, and, with same_shape=True, for a model with a
     block that changes the shape of its input (such blocks cannot trade places).
@@ -70,7 +70,7 @@ def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList
     blocks = getattr(model, "blocks", None)
     if blocks is None or not getattr(model, "num_skips", 0):
         raise ValueError(f"{type(model).__name__} has no residual blocks with skips; "
-                         "expected a skipviz ResidualMLP or SkipConvNet")
+                         "expected a skipviz ResidualMLP, SkipConvNet or ResNet1d")
     if same_shape:
         for i, block in enumerate(blocks):
             if getattr(block, "changes_shape", False):

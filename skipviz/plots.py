@@ -93,3 +93,9 @@ def loss_curves(ax, histories: Mapping[str, object], colors: Mapping[str, str] |
     ax.set_ylabel(name)
     ax.legend()
     return ax
+
+
+def sequential_colors(n: int) -> list[str]:
+    """n colours from light to dark (viridis without its palest end), for one line per depth."""
+    cmap = mpl.colormaps["viridis"]
+    return [mpl.colors.to_hex(cmap(0.85 - 0.75 * i / max(n - 1, 1))) for i in range(n)]

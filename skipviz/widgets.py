@@ -4,6 +4,7 @@ to `model.skips`. Figures are shown as PNG images, so a redraw is one render and
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
+from ._validation import check_bool
 from .plots import STYLE, figure_png, use_style
 
 PANEL_MARGINS = dict(left=0.12, right=0.97, bottom=0.17, top=0.9, wspace=0.3)
@@ -51,6 +53,18 @@ def make_control(name: str, spec: Any) -> widgets.Widget:
                      f"or a (min, max, step[, value]) tuple; got {spec!r}")
 
 
+def _frozen(value: Any) -> Any:
+    """A hashable copy of a control value (lists and arrays become tuples); TypeError for any
+    other kind of object, whose hash may not follow its contents (a tensor hashes by identity)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return value
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    raise TypeError(f"no image cache for a control value of type {type(value).__name__}")
+
+
 class FigurePanel(widgets.VBox):
     """Controls above a figure; changing any control calls `draw(fig, **values)` and shows the result.
 
@@ -60,12 +74,21 @@ class FigurePanel(widgets.VBox):
     `redraw()` can be called directly, e.g. from a test; `redraw_count` and `image.value` (PNG
     bytes) show that it ran and what it drew. Its root carries the CSS class `skipviz-panel`,
     by which the browser tests find it.
+
+    `cache_images=True` promises that the picture depends on the controls' values only (not on a
+    model trained further, a global changed later, ...): the panel then keeps the last
+    `CACHED_IMAGES` pictures by value, and a state seen before is shown again without drawing,
+    which is what makes clicking back and forth in front of a class instant.
     """
+
+    CACHED_IMAGES = 64
 
     def __init__(self, draw: Callable[..., None], controls: Mapping[str, Any],
                  figsize: tuple[float, float] = (7.0, 3.6), columns: int = 2,
-                 figure_layout: str | None = None):
+                 figure_layout: str | None = None, cache_images: bool = False):
         self.draw = draw
+        self.cache_images = check_bool("cache_images", cache_images)
+        self._images: OrderedDict[tuple, bytes] = OrderedDict()
         self.controls = {name: make_control(name, spec) for name, spec in controls.items()}
         # Fixed margins by default: constrained layout would double the time of every redraw.
         self.figure_layout = figure_layout
@@ -90,8 +113,25 @@ class FigurePanel(widgets.VBox):
     def _on_change(self, _change) -> None:
         self.redraw()
 
+    def _state(self) -> tuple | None:
+        """The controls' values as a dictionary key, or None when one cannot be a key."""
+        try:
+            key = tuple((name, _frozen(value)) for name, value in self.values.items())
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
     def redraw(self) -> None:
-        """Clear the figure, call draw with the current values, and show the new image."""
+        """Show the picture for the current values: from the image cache when `cache_images` and
+        this state was drawn before, else clear the figure, call draw, and render it."""
+        key = self._state() if self.cache_images else None
+        if key is not None and key in self._images:
+            self._images.move_to_end(key)
+            self.error = None
+            self.image.value = self._images[key]
+            self.redraw_count += 1
+            return
         self.status.value = "<i>drawing…</i>"
         self.figure.clear()
         if self.figure_layout is None:
@@ -107,7 +147,12 @@ class FigurePanel(widgets.VBox):
                 self.figure.clear()
                 self.figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True,
                                  color="black" if isinstance(err, ValueError) else "#b03a2e")
-            self.image.value = figure_png(self.figure)
+            png = figure_png(self.figure)
+            if key is not None and self.error is None:
+                self._images[key] = png
+                while len(self._images) > self.CACHED_IMAGES:
+                    self._images.popitem(last=False)
+            self.image.value = png
             self.redraw_count += 1
         finally:
             self.status.value = ""

@@ -1,6 +1,7 @@
 """`make bench`: wall times of every notebook (FAST and FULL, cold and warm cache), of the
-package's hot functions, and the click-to-redraw latency of every notebook's widget in a real
-JupyterLab in Chromium. Prints tables; nothing here is a pass/fail test.
+package's hot functions, `make slides`, notebook 06's depth sweep on each backend, and the click-to-redraw latency of every notebook's widget
+in a real JupyterLab in Chromium, in the notebook and in the live slideshow, as ratios to a plain
+one-figure ipywidgets notebook measured in the same run. Prints tables; nothing here is a pass/fail test.
 
 Usage: python tests/bench.py [--notebooks 01 02] [--no-full] [--no-browser] [--repeat N] [--clicks N]
                              [--no-landscape | --only-landscape]
@@ -119,28 +120,131 @@ def bench_functions(repeat: int) -> None:
         print(f"{name:56s}{med:>8.1f}ms{low:>8.1f}ms")
 
 
+# The floor of the click-to-redraw path: one checkbox and one figure with plain ipywidgets and
+# matplotlib, no skipviz. Every notebook's widget latency is reported as a ratio to it.
+PLAIN_SOURCE = """\
+import io
+
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.figure import Figure
+
+x = np.linspace(0, 4 * np.pi, 400)
+fig = Figure(figsize=(7, 3.6), dpi=100)
+image = widgets.Image(format="png")
+box = widgets.Checkbox(value=True, description="skips", indent=False)
+
+
+def show(_change=None):
+    fig.clear()
+    fig.add_subplot().plot(x, np.sin(x) if box.value else np.sin(2 * x))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    image.value = buffer.getvalue()
+
+
+box.observe(show, names="value")
+show()
+panel = widgets.VBox([box, image])
+panel.add_class("skipviz-panel")
+panel
+"""
+
+
+def plain_notebook() -> Path:
+    """Write the plain one-figure notebook into notebooks/ (where JupyterLab serves it)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(PLAIN_SOURCE)
+    cell.metadata["skipviz"] = {"browser": {"control": "skips", "restores": True}}
+    cell.metadata["slideshow"] = {"slide_type": "slide"}
+    nb.cells.append(cell)
+    path = ROOT / "notebooks" / "_bench_plain.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
 def bench_browser(names: list[str] | None, clicks: int) -> None:
-    """Click-to-redraw latency of every notebook's widget in a real JupyterLab + Chromium."""
+    """Click-to-redraw latency of every notebook's widgets in a real JupyterLab + Chromium, in the
+    notebook and in the live slideshow, beside the plain one-figure notebook in the same run."""
     sys.path.insert(0, str(ROOT / "tests" / "browser"))
-    from lab import LabServer, browser_specs, check_notebook, launch_browser
+    from lab import LabServer, browser_specs, check_notebook, check_slideshow, launch_browser
     from playwright.sync_api import sync_playwright
 
     paths = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
              if browser_specs(p) and (not names or p.name[:2] in names)]
-    print(f"\n{'widget latency in JupyterLab (click -> new figure decoded)':56s}{'median':>10s}{'max':>10s}")
+    plain = plain_notebook()
+    print(f"\n{'widget latency, click -> new figure decoded (median ms)':52s}"
+          f"{'notebook':>10s}{'ratio':>7s}{'slides':>9s}{'ratio':>7s}{'1st click':>11s}")
     server = LabServer.start(fast=True)
     try:
         with sync_playwright() as p:
             browser = launch_browser(p)
-            for path in paths:
+            floor = {}
+            for path in [plain, *paths]:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
-                report = check_notebook(page, server, path, clicks=clicks)
-                print(f"{path.stem + f' ({len(report.latencies_ms)} clicks)':56s}"
-                      f"{report.median_ms:>8.0f}ms{max(report.latencies_ms):>8.0f}ms", flush=True)
+                in_lab = check_notebook(page, server, path, clicks=clicks)
                 page.close()
+                server.shutdown_kernels()
+                in_slides = check_slideshow(browser, server, path, clicks=clicks)
+                row = (in_lab.median_ms, in_slides.median_ms)
+                if path == plain:
+                    floor = dict(zip(("lab", "slides"), row))
+                label = "plain ipywidgets + matplotlib (the floor)" if path == plain else path.stem
+                print(f"{label + f' ({clicks} clicks)':52s}{row[0]:>8.0f}ms{row[0] / floor['lab']:>7.2f}"
+                      f"{row[1]:>7.0f}ms{row[1] / floor['slides']:>7.2f}{in_lab.latencies_ms[0]:>9.0f}ms",
+                      flush=True)
             browser.close()
     finally:
         server.stop()
+        plain.unlink(missing_ok=True)
+
+
+def bench_slides() -> None:
+    """`make slides` for every notebook: nbconvert from the stored outputs, nothing executed."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "tools" / "slides.py"), "--out",
+                    str(ROOT / "build" / "slides")], check=True, stdout=subprocess.DEVNULL)
+    print(f"\n{'make slides (all notebooks, static reveal.js decks)':56s}"
+          f"{time.perf_counter() - start:>9.1f}s")
+
+
+def _sweep_task(L: int) -> float:
+    """One depth of notebook 06's sweep, shortened and uncached (the bench measures training)."""
+    from skipviz import data, models, training
+
+    net = models.ResNet1d(blocks=L, seed=0)
+    return training.fit(net, data.mnist1d(), 100, lr=2e-3, batch_size=64, eval_every=100,
+                        cache=False, progress=False).final_train_loss
+
+
+def bench_sweep() -> None:
+    """perturbation.sweep over depths 1, 2, 4, 8 (100 steps each): serially, in two local worker
+    processes, and on a Dask LocalCluster of two one-thread workers; the results must agree."""
+    from skipviz import perturbation
+
+    depths = [1, 2, 4, 8]
+    rows, results = [], {}
+    for backend in ("serial", "loky", "dask"):
+        cluster = client = None
+        if backend == "dask":
+            import distributed
+
+            cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+            client = distributed.Client(cluster)
+        start = time.perf_counter()
+        results[backend] = perturbation.sweep(depths, _sweep_task, backend=backend, n_jobs=2)
+        rows.append((backend, time.perf_counter() - start))
+        if client is not None:
+            client.close()
+            cluster.close()
+    same = results["serial"] == results["loky"] == results["dask"]
+    print(f"\n{'perturbation.sweep, depths 1 2 4 8 x 100 steps':56s}{'wall':>10s}{'speed-up':>10s}")
+    for backend, seconds in rows:
+        print(f"{backend:56s}{seconds:>9.1f}s{rows[0][1] / seconds:>9.2f}x")
+    print(f"{'identical final losses on all three':56s}{str(same):>10s}")
 
 
 def main() -> None:
@@ -160,6 +264,8 @@ def main() -> None:
     if not args.only_landscape:
         bench_notebooks(args.notebooks, full=not args.no_full)
         bench_functions(args.repeat)
+        bench_slides()
+        bench_sweep()
         if not args.no_browser:
             bench_browser(args.notebooks, args.clicks)
     if not args.no_landscape:

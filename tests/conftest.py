@@ -3,6 +3,7 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_cache: use the user's cache folder, not a fresh one")
+    config.addinivalue_line("markers", "papermill: a whole notebook run through papermill (make test-all)")
 
 
 @pytest.fixture(autouse=True)

@@ -136,7 +136,7 @@ def test_make_lab_installs_no_test_tools_and_make_test_does():
     lab = make_dry_run("setup")
     assert '-c constraints.txt -e ".[lab]"' in lab and "test]" not in lab
     test = make_dry_run("setup-test")
-    assert '-c constraints.txt -e ".[lab,test]"' in test
+    assert '-c constraints.txt -e ".[lab,test,cluster]"' in test
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -341,3 +341,17 @@ def test_hessian_of_a_model_outside_the_batched_path(spirals):
     dx, dy = landscape.random_direction(model, seed=1), landscape.random_direction(model, seed=2)
     cmap = landscape.curvature_map(model, spirals, dx, dy, steps=3, lanczos_steps=60, chunk_size=4)
     assert cmap.lambda_max[1, 1].item() == pytest.approx(r.lambda_max, rel=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_batched_surface_of_a_one_layer_v1_block_is_right(spirals, norm):
+    """Issue 21's first case: span-1 V1 blocks (x + W x + b, read and written by one Linear) made
+    the batched path add the bias into the Linear's own input before the product."""
+    net = models.ResidualMLP(2, 3, width=16, depth=3, block="v1", span=1, norm=norm)
+    training.fit(net, spirals, steps=150, lr=1e-2, cache=False, progress=False)
+    dx, dy = (landscape.random_direction(net, seed=s) for s in (1, 2))
+    by_loop = landscape.surface_2d(net, spirals, dx, dy, steps=3, method="loop")
+    by_batch = landscape.surface_2d(net, spirals, dx, dy, steps=3, method="batched")
+    torch.testing.assert_close(by_batch.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
+    centre = by_loop.losses[1, 1].item()
+    assert centre == pytest.approx(training.evaluate(net, spirals, "train")[0], rel=1e-5)

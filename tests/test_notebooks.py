@@ -20,6 +20,7 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no NN_name.ipynb"
 
 
+@pytest.mark.papermill
 @pytest.mark.real_cache
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_runs_in_fast_mode(path, tmp_path, monkeypatch):

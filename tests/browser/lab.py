@@ -93,6 +93,16 @@ class LabServer:
         server.stop()
         raise RuntimeError(f"JupyterLab did not answer within {timeout:.0f} s; see {log}")
 
+    def shutdown_kernels(self) -> None:
+        """End every kernel session, so that an idle notebook's kernel takes no CPU from the next."""
+        def call(method: str, path: str):
+            request = urllib.request.Request(f"{self.url}{path}?token={self.token}", method=method)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read() or b"null")
+
+        for session in call("GET", "/api/sessions"):
+            call("DELETE", f"/api/sessions/{session['id']}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             try:
@@ -215,11 +225,10 @@ def _control(panel, label: str):
 def _change(kind: str, element, forward: bool) -> None:
     if kind in ("checkbox", "button"):
         element.click()
-    else:
-        options = element.locator("option").all_inner_texts()
-        current = element.input_value()
-        i = options.index(current) if current in options else 0
-        element.select_option(options[(i + (1 if forward else -1)) % len(options)])
+    else:  # by position: an option's value attribute need not be its label
+        count = element.locator("option").count()
+        i = element.evaluate("e => e.selectedIndex")
+        element.select_option(index=(i + (1 if forward else -1)) % count)
 
 
 def interact(page, panel, k: int, spec: dict, clicks: int, redraw_timeout_ms: int,
@@ -303,3 +312,77 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
     for k, spec in enumerate(specs):
         interact(page, panels.nth(k), k, spec, clicks, redraw_timeout_ms, report, shots, fail, path.stem)
     return report
+
+
+JS_PANEL_SLIDE = """(k) => {
+    // reveal.js indices (h, v) of the slide that holds the k-th widget panel.
+    const section = document.querySelectorAll('.reveal .skipviz-panel')[k].closest('section');
+    const parent = section.parentElement;
+    if (parent.tagName === 'SECTION') {
+        return [Array.from(parent.parentElement.children).indexOf(parent),
+                Array.from(parent.children).indexOf(section)];
+    }
+    return [Array.from(parent.children).indexOf(section), 0];
+}"""
+
+
+def check_slideshow(browser, server: LabServer, path: Path, clicks: int = 6,
+                    redraw_timeout_ms: int = 30_000) -> NotebookReport:
+    """The live slideshow of jupyterlab-rise, as a lecturer uses it: the notebook is run in
+    JupyterLab and saved (a scratch copy, so the stored notebook is untouched), then opened as
+    RISE slides on the same kernel; on the slide of each widget panel named in the metadata, the
+    named control is clicked back and forth and must redraw the figure (latencies recorded).
+    Raises AssertionError on any failure; a screenshot of each widget slide goes to build/browser/."""
+    copy = path.with_name(f"_slideshow_{path.name}")
+    shutil.copy(path, copy)
+    shots = BUILD / "screenshots"
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        check_notebook(page, server, copy, clicks=0)
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function(f"() => !{JS_NOTEBOOK}.context.model.dirty")
+        report = NotebookReport(path.stem)
+        rise = browser.new_page(viewport={"width": 1280, "height": 900})
+        rise.set_default_timeout(60_000)
+
+        def fail(message: str) -> None:
+            shot = shots / f"{path.stem}-slideshow-failure.png"
+            rise.screenshot(path=str(shot))
+            raise AssertionError(f"{path.name} as live slides: {message} (screenshot: {shot})")
+
+        rise.goto(f"{server.url}/rise/{copy.name}?token={server.token}")
+        rise.wait_for_selector(".reveal .slides > section", state="attached")
+        specs = browser_specs(path)
+        try:
+            rise.wait_for_function(f"() => document.querySelectorAll('.reveal .skipviz-panel img').length >= {len(specs)}")
+        except Exception:
+            fail(f"{len(specs)} widget panels expected, "
+                 f"{rise.locator('.reveal .skipviz-panel').count()} rendered")
+        if rise.get_by_text("Error displaying widget").count():
+            fail("'Error displaying widget' in the slides")
+        report.widgets = rise.locator(".reveal .jupyter-widgets").count()
+        panels = rise.locator(".reveal .skipviz-panel")
+        for k, spec in enumerate(specs):
+            h, v = rise.evaluate(JS_PANEL_SLIDE, k)
+            rise.evaluate(f"() => {{ location.hash = '#/{h}/{v}'; }}")
+            try:
+                rise.wait_for_function(f"(k) => {{ const im = {PANEL_IMAGES}[k]; "
+                                       "return im.getBoundingClientRect().width > 200 && "
+                                       "im.closest('section').classList.contains('present'); }", arg=k)
+            except Exception:
+                fail(f"the slide of widget panel {k} ({h}/{v}) did not come up with its figure")
+            rise.wait_for_timeout(800)  # the slide transition
+            shot = shots / f"{path.stem}-slideshow-panel{k}.png"
+            rise.screenshot(path=str(shot))
+            report.screenshots.append(str(shot))
+            if clicks:
+                interact(rise, panels.nth(k), k, spec, clicks, redraw_timeout_ms, report, shots, fail,
+                         f"{path.stem}-slideshow")
+        rise.close()
+        page.close()
+        server.shutdown_kernels()
+        return report
+    finally:
+        copy.unlink(missing_ok=True)
+        checkpoint = copy.parent / ".ipynb_checkpoints" / f"{copy.stem}-checkpoint.ipynb"
+        checkpoint.unlink(missing_ok=True)
