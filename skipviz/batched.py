@@ -536,7 +536,7 @@ def _linear_into(points: int, x: torch.Tensor, weight: torch.Tensor, bias: torch
         return False
     if target.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         return False  # x is (part of) the target: adding the bias first would change the input
-    
+
     acc = target.view(points, -1, weight.shape[1])
     if bias is not None:
         acc.add_(bias.unsqueeze(1))

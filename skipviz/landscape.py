@@ -32,7 +32,7 @@ from .training import cache_key, check_fits, eval_mode
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
 METHODS = ("auto", "batched", "vmap", "loop")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: CurvatureMap.steps_taken
 
 Direction = list[torch.Tensor]
 
@@ -131,7 +131,7 @@ class _Flat:
         """Views of `flat` (..., n) as a {name: (..., *shape)} parameter dict."""
         lead = flat.shape[:-1]
         parts = torch.split(flat, self.sizes, dim=-1)
-        return {n: t.reshape(*lead, *s) for n, t, s in zip(self.names, parts, self.shapes)}
+        return {n: t.reshape((*lead, *s)) for n, t, s in zip(self.names, parts, self.shapes)}
 
 
 def _losses(outputs: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
@@ -157,7 +157,7 @@ def _point_losses(outputs: torch.Tensor, y: torch.Tensor, classification: bool
 # Which method was faster, per (model signature, data shape, chunk size), measured once per
 # process so that repeated calls on the same model give identical numbers; and the chunk size
 # per (model, data shape).
-_METHOD_CHOICE: dict[tuple, str] = {}
+_METHOD_CHOICE: dict[tuple, set[str]] = {}
 _CHUNKS: dict[tuple, int] = {}
 
 # A chunk's activations should stay near this many scalars (2 MB of float32): measured on this
@@ -177,12 +177,16 @@ def _measure_chunk(model: nn.Module, x: torch.Tensor, flat: _Flat) -> int:
     widest = [1]  # the outputs of modules only: the batched pass does not repeat the input
     hooks = [m.register_forward_hook(lambda _m, _i, out: widest.append(
         out.numel() if isinstance(out, torch.Tensor) else 0)) for m in model.modules()]
+    # Two examples, not one: a batch norm that normalizes with the batch's own statistics even in
+    # eval mode (track_running_stats=False) cannot take a batch of one.
+    sample = x[:2]
     try:
-        functional_call(model, (flat.unflatten(flat.vector), flat.buffers), (x[:1],))
+        functional_call(model, (flat.unflatten(flat.vector), flat.buffers), (sample,))
     finally:
         for h in hooks:
             h.remove()
-    return max(1, min(64, _CHUNK_SCALARS // (max(widest) * len(x))))
+    per_example = max(widest) / len(sample)
+    return max(1, min(64, int(_CHUNK_SCALARS // (per_example * len(x)))))
 
 
 def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, basis: torch.Tensor,
@@ -222,7 +226,10 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
         return losses, (torch.cat([r[1] for r in results]) if classification else None)
 
     with eval_mode(model), torch.no_grad():
-        evaluator = batched.evaluator_for(model)
+        try:
+            evaluator = batched.evaluator_for(model)
+        except Exception:  # a model the tracer cannot take: the reference paths remain
+            evaluator = None
         if evaluator is None and method == "batched":
             raise ValueError("method='batched' needs a model whose layers with parameters are all "
                              f"{', '.join(t.__name__ for t in batched.SUPPORTED_LAYERS)}; "
@@ -232,14 +239,22 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
         if evaluator is not None:
             runs["batched"] = run_batched
             if method in ("auto", "batched"):
-                plane = evaluator.on_plane(flat.unflatten(flat.vector.unsqueeze(0)),
-                                           flat.unflatten(basis), flat.buffers, x)
+                try:
+                    plane = evaluator.on_plane(flat.unflatten(flat.vector.unsqueeze(0)),
+                                               flat.unflatten(basis), flat.buffers, x)
+                except Exception:
+                    plane = None
         if chunk_size is None:
             chunk_size = _chunk_for(model, x, flat)
         buffer = torch.empty(min(chunk_size, len(points)), len(flat.vector), dtype=flat.vector.dtype)
+        trusted = _trusted_methods(model, flat, x, chunk_size, points[:chunk_size], runs, plane is not None)
         if method == "auto":
-            method = _choose_method(model, flat, x, chunk_size, points[:chunk_size], runs,
-                                    plane is not None)
+            method = next(name for name in ("batched", "vmap", "loop") if name in trusted)
+        elif method not in trusted:
+            raise ValueError(f"method={method!r} does not reproduce this model's losses (it differs "
+                             "from evaluating one point at a time on a trial point): the model does "
+                             "something the fast path cannot batch, e.g. statistics over the batch, "
+                             "an in-place write or a weight used twice; use method='auto' or 'loop'")
         losses, accuracies = [], []
         for start in range(0, len(points), chunk_size):
             loss, acc = runs[method](points[start:start + chunk_size])
@@ -250,29 +265,27 @@ def _evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, b
     return (torch.cat(losses), torch.cat(accuracies) if classification else None, method)
 
 
-def _choose_method(model: nn.Module, flat: _Flat, x: torch.Tensor, chunk_size: int,
-                   trial: torch.Tensor, runs: dict[str, Callable], plane: bool) -> str:
-    """The method 'auto' uses, chosen by capability, never by timing, so that a notebook takes
-    the same path on every machine and run: 'batched' where the model is supported and its
-    losses agree with the one-point-at-a-time loop's on two points of the `trial` chunk, else
-    'vmap' where it runs and agrees, else 'loop'. Decided once per model signature (structure
-    and settings, skips included), data shape and chunk size in this process.
-    """
+def _trusted_methods(model: nn.Module, flat: _Flat, x: torch.Tensor, chunk_size: int,
+                     trial: torch.Tensor, runs: dict[str, Callable], plane: bool) -> set[str]:
+    """The methods whose losses agree with the one-point-at-a-time loop's on two points of the
+    `trial` chunk ('loop' always). 'auto' takes the first of batched, vmap, loop in it: chosen
+    by capability, never by timing, so a notebook takes the same path on every machine and run.
+    Decided once per model signature (structure and settings, skips included), data shape and
+    chunk size in this process; a method that raises is not trusted."""
     key = (batched.signature(model), tuple(tuple(s) for s in flat.shapes), tuple(x.shape),
-           chunk_size, tuple(flat.buffers), plane)
+           chunk_size, tuple(flat.buffers), plane, tuple(sorted(runs)))
     if key not in _METHOD_CHOICE:
         reference, _ = runs["loop"](trial[:2])
-        _METHOD_CHOICE[key] = "loop"
+        trusted = {"loop"}
         for name in ("batched", "vmap"):
             if name not in runs:
                 continue
             try:
-                agree = torch.allclose(runs[name](trial[:2])[0], reference, rtol=1e-4, atol=1e-6)
-            except (RuntimeError, ValueError):  # a layer this method cannot handle
-                agree = False
-            if agree:
-                _METHOD_CHOICE[key] = name
-                break
+                if torch.allclose(runs[name](trial[:2])[0], reference, rtol=1e-4, atol=1e-6):
+                    trusted.add(name)
+            except Exception:  # anything this method cannot handle (a layer, tied weights, ...)
+                pass
+        _METHOD_CHOICE[key] = trusted
     return _METHOD_CHOICE[key]
 
 
@@ -493,9 +506,45 @@ class HessianExtremes:
         return abs(self.lambda_min / self.lambda_max)
 
 
+# Per (model signature, data, settings): whether the fast Hessian-vector products agreed with
+# the reference on a probe (see `_hessian_operator`).
+_HVP_TRUSTED: dict[tuple, bool] = {}
+
+
 def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size: int | None,
                       weights: torch.Tensor, autograd: bool = False
                       ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The Hessian-vector products of `_products`, checked before they are trusted: the first
+    time a model signature, data shape and setting meet, the fast products (the R-operator or
+    the point-batched pass) are compared on a random probe with the reference (autograd through
+    `functional_call`, one point at a time) on up to two points; if they disagree the reference
+    is used, for this call and every later one of that kind."""
+    try:
+        fast = _products(model, dataset, split, batch_size, weights, autograd)
+    except Exception:  # a model the fast products cannot take (tied weights, an odd layer, ...)
+        return _products(model, dataset, split, batch_size, weights, True, reference=True)
+    if fast.kind == "reference":
+        return fast
+    n = weights.shape[1]
+    key = (fast.kind, batched.signature(model), tuple(tuple(s) for s in _Flat(model).shapes),
+           tuple(dataset.split(split)[0].shape), split, batch_size, len(weights) > 1)
+    if key not in _HVP_TRUSTED:
+        rows = min(2, len(weights))
+        probe = torch.randn(len(weights), n, generator=torch.Generator().manual_seed(0), dtype=weights.dtype)
+        reference = _products(model, dataset, split, batch_size, weights[:rows], True, reference=True)
+        want = reference(probe[:rows])
+        try:
+            got = fast(probe)[:rows]
+            _HVP_TRUSTED[key] = bool((got - want).norm() <= 1e-3 * want.norm() + 1e-10)
+        except Exception:
+            _HVP_TRUSTED[key] = False
+    return fast if _HVP_TRUSTED[key] else _products(model, dataset, split, batch_size, weights, True,
+                                                    reference=True)
+
+
+def _products(model: nn.Module, dataset: Dataset, split: str, batch_size: int | None,
+              weights: torch.Tensor, autograd: bool = False, reference: bool = False
+              ) -> Callable[[torch.Tensor], torch.Tensor]:
     """matvec(v (P, n)) -> (P, n), whose row p is H(weights[p]) v[p]: the Hessian of the mean loss
     over the split, taken at that row's weights (weights (P, n), flat like `_Flat.vector`).
 
@@ -520,13 +569,13 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
         rop = hvp.hessian_operator(model, flat.unflatten(weights), flat.buffers, x, y,
                                    "cross_entropy" if classification else "mse")
         if rop is not None:
-            return rop
+            return _Products(rop, "r-operator")
     pieces = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)] \
         if batch_size else [(x, y)]
     # Several points run through one point-batched pass. A single point runs through the
     # model's own layers: the batched pass folds batch norms into the layers before them, and
     # in float32 a ReLU input within rounding of zero can then fall on the other side.
-    evaluator = batched.evaluator_for(model) if len(weights) > 1 else None
+    evaluator = batched.evaluator_for(model) if len(weights) > 1 and not reference else None
     leaves = [w.detach().clone().requires_grad_(True)
               for w in (weights.split(len(weights)) if evaluator else weights.split(1))]
 
@@ -557,22 +606,37 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
             return torch.cat([sum(product(gradient(w, xb, yb), w, r, False) for xb, yb in pieces)
                               for w, r in zip(leaves, rows)])
 
-    return matvec
+    return _Products(matvec, "batched" if evaluator is not None else "reference")
+
+
+@dataclass
+class _Products:
+    """A Hessian-vector product function and how it computes: 'r-operator' (`skipviz.hvp`),
+    'batched' (autograd through `skipviz.batched`) or 'reference' (autograd, functional_call)."""
+
+    matvec: Callable[[torch.Tensor], torch.Tensor]
+    kind: str
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matvec(v)
 
 
 def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, steps: int,
                      batch: int = 1, seed: int = 0, tol: float | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Largest and smallest eigenvalues of `batch` symmetric n x n operators at once, by Lanczos
     with full reorthogonalization.
 
-    matvec maps (batch, n) -> (batch, n). At most `steps` iterations; with `tol`, it stops
-    earlier once, for every operator, both Ritz pairs have residual bounds below
+    matvec maps (batch, n) -> (batch, n). At most `steps` iterations per operator. An operator
+    whose Krylov space closes (an invariant subspace: its Ritz values are then exact) stops there,
+    and with `tol` one stops once both of its Ritz pairs have residual bounds below
     tol * max |Ritz value| (the bound beta_j |s_j| of Lanczos's relation A Q = Q T + beta_j q e_j',
-    which full reorthogonalization keeps accurate). Returns (lambda_max, lambda_min,
-    residual_max, residual_min, iterations done); the first four are (batch,) float64, the
-    residuals ||A v - lambda v|| of the unit Ritz vectors v = Q s, computed as (A Q) s from the
-    stored products (A is linear), so no extra matvec is needed.
+    which full reorthogonalization keeps accurate); the others go on, and the products of a
+    finished operator's row are ignored from then on. Returns (lambda_max, lambda_min,
+    residual_max, residual_min, iterations): the first four (batch,) float64, the residuals
+    ||A v - lambda v|| of the unit Ritz vectors v = Q s, computed as (A Q) s from the stored
+    products (A is linear), so no extra matvec is needed; iterations (batch,) int64, each
+    operator's own count.
     """
     check_int("steps", steps, minimum=2)
     if tol is not None:
@@ -586,7 +650,8 @@ def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, ste
     products = torch.empty(batch, steps, n, dtype=torch.float64)  # A q_j, kept for the residuals
     alphas = torch.zeros(batch, steps, dtype=torch.float64)
     betas = torch.zeros(batch, steps, dtype=torch.float64)
-    done = steps
+    done = torch.full((batch,), steps, dtype=torch.int64)
+    running = torch.ones(batch, dtype=torch.bool)
     for j in range(steps):
         basis[:, j] = q
         w = matvec(q).double()
@@ -607,24 +672,28 @@ def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, ste
         betas[:, j] = w.norm(dim=1)
         if j == steps - 1:
             break
-        if bool((betas[:, j] <= 1e-12 * alphas[:, : j + 1].abs().amax(1).clamp_min(1e-30)).any()):
-            done = j + 1  # an invariant subspace: the Ritz values are exact
+        closed = betas[:, j] <= 1e-12 * alphas[:, : j + 1].abs().amax(1).clamp_min(1e-30)
+        if tol is not None and j >= 1:
+            closed |= _converged(alphas[:, : j + 1], betas[:, : j + 1], tol)
+        stopping = running & closed
+        done[stopping] = j + 1
+        running &= ~closed
+        if not bool(running.any()):
             break
-        if tol is not None and j >= 1 and _converged(alphas[:, : j + 1], betas[:, : j + 1], tol):
-            done = j + 1
-            break
-        q = w / betas[:, j : j + 1]
-    values, vectors = torch.linalg.eigh(_tridiagonal(alphas[:, :done], betas[:, : done - 1]))
-    results = []
-    for k in (-1, 0):  # the largest, then the smallest Ritz value
-        lam, s = values[:, k], vectors[:, :, k]
-        ritz = torch.einsum("bk,bkn->bn", s, basis[:, :done])
-        # A is linear, so A (Q s) = (A Q) s from the products already made: the true residual
-        # of the Ritz pair, without another product.
-        image = torch.einsum("bk,bkn->bn", s, products[:, :done])
-        residual = (image - lam.unsqueeze(1) * ritz).norm(dim=1)
-        results.append((lam, residual))
-    (lmax, rmax), (lmin, rmin) = results
+        # A finished row is fed its last vector again: harmless, and never read back.
+        q = torch.where(running.unsqueeze(1), w / betas[:, j : j + 1].clamp_min(1e-300), q)
+    lmax, lmin, rmax, rmin = (torch.empty(batch, dtype=torch.float64) for _ in range(4))
+    for m in done.unique().tolist():
+        rows = (done == m).nonzero().squeeze(1)
+        values, vectors = torch.linalg.eigh(_tridiagonal(alphas[rows, :m], betas[rows, : m - 1]))
+        for k, lam_out, res_out in ((-1, lmax, rmax), (0, lmin, rmin)):  # the largest, the smallest
+            lam, s = values[:, k], vectors[:, :, k]
+            ritz = torch.einsum("bk,bkn->bn", s, basis[rows, :m])
+            # A is linear, so A (Q s) = (A Q) s from the products already made: the true residual
+            # of the Ritz pair, without another product.
+            image = torch.einsum("bk,bkn->bn", s, products[rows, :m])
+            lam_out[rows] = lam
+            res_out[rows] = (image - lam.unsqueeze(1) * ritz).norm(dim=1)
     return lmax, lmin, rmax, rmin, done
 
 
@@ -633,13 +702,14 @@ def _tridiagonal(alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(alphas) + torch.diag_embed(betas, 1) + torch.diag_embed(betas, -1)
 
 
-def _converged(alphas: torch.Tensor, betas: torch.Tensor, tol: float) -> bool:
-    """Whether the extreme Ritz pairs of the first m steps (alphas (batch, m), betas (batch, m),
-    the last one the coupling to the next vector) have residual bounds below tol * spread."""
+def _converged(alphas: torch.Tensor, betas: torch.Tensor, tol: float) -> torch.Tensor:
+    """(batch,) whether each operator's extreme Ritz pairs after m steps (alphas (batch, m), betas
+    (batch, m), the last one the coupling to the next vector) have residual bounds below
+    tol * max |Ritz value|."""
     values, vectors = torch.linalg.eigh(_tridiagonal(alphas, betas[:, :-1]))
     scale = values.abs().amax(1)
     bounds = betas[:, -1:] * vectors[:, -1, [0, -1]].abs()  # (batch, 2): smallest and largest
-    return bool((bounds <= tol * scale.unsqueeze(1)).all())
+    return (bounds <= tol * scale.unsqueeze(1)).all(1)
 
 
 def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split: str = "train",
@@ -667,7 +737,8 @@ def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split:
             matvec = _hessian_operator(model, dataset, split, batch_size, weights)
             lmax, lmin, rmax, rmin, done = lanczos_extremes(matvec, weights.shape[1], steps,
                                                             seed=seed, tol=tol)
-        return HessianExtremes(float(lmax[0]), float(lmin[0]), float(rmax[0]), float(rmin[0]), done)
+        return HessianExtremes(float(lmax[0]), float(lmin[0]), float(rmax[0]), float(rmin[0]),
+                               int(done[0]))
 
     settings = dict(steps=steps, split=split, batch_size=batch_size, seed=seed)
     if tol is not None:  # leaves the keys of results cached without tol unchanged
@@ -680,7 +751,9 @@ def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split:
 class CurvatureMap:
     """Hessian extremes over a plane: lambda_max[i, j] and lambda_min[i, j] at
     weights + alphas[i] * dir_x + betas[j] * dir_y; all (steps, steps) float64 tensors except the
-    (steps,) coordinates. residual_max / residual_min as in HessianExtremes."""
+    (steps,) coordinates. residual_max / residual_min as in HessianExtremes. lanczos_steps: the
+    iterations asked for (at most the number of parameters); steps_taken (steps, steps) int64:
+    the iterations each point really ran (fewer where its Krylov space closed)."""
 
     alphas: torch.Tensor
     betas: torch.Tensor
@@ -689,6 +762,7 @@ class CurvatureMap:
     residual_max: torch.Tensor
     residual_min: torch.Tensor
     lanczos_steps: int
+    steps_taken: torch.Tensor
 
     def _check(self) -> None:
         _check_tensor("alphas", self.alphas)
@@ -697,6 +771,10 @@ class CurvatureMap:
         for name in ("lambda_max", "lambda_min", "residual_max", "residual_min"):
             _check_tensor(name, getattr(self, name), shape)
         check_int("lanczos_steps", self.lanczos_steps, minimum=2)
+        taken = self.steps_taken
+        if not (isinstance(taken, torch.Tensor) and taken.dtype == torch.int64 and tuple(taken.shape) == shape
+                and bool(((taken >= 1) & (taken <= self.lanczos_steps)).all())):
+            raise ValueError(f"steps_taken must be an int64 tensor of shape {shape} in 1..lanczos_steps")
 
     @property
     def ratio(self) -> torch.Tensor:
@@ -739,13 +817,13 @@ def curvature_map(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tens
                 weights = flat.vector + points[start:start + chunk_size].to(flat.vector.dtype) @ basis
                 matvec = _hessian_operator(model, dataset, split, batch_size, weights)
                 results.append(lanczos_extremes(matvec, weights.shape[1], lanczos_steps,
-                                                batch=len(weights), seed=seed)[:4])
+                                                batch=len(weights), seed=seed))
                 del matvec  # frees this chunk's values and graph before the next is built
                 if bar is not None:
                     bar(len(weights))
-        lmax, lmin, rmax, rmin = (torch.cat(r).view(steps, steps) for r in zip(*results))
+        lmax, lmin, rmax, rmin, taken = (torch.cat(r).view(steps, steps) for r in zip(*results))
         return CurvatureMap(coords, coords.clone(), lmax, lmin, rmax, rmin,
-                            min(lanczos_steps, len(flat.vector)))
+                            min(lanczos_steps, len(flat.vector)), taken)
 
     settings = dict(steps=steps, span=float(span), lanczos_steps=lanczos_steps, split=split,
                     chunk_size=chunk_size, batch_size=batch_size, seed=seed)

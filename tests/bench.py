@@ -235,7 +235,7 @@ def bench_sweep() -> None:
             cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
             client = distributed.Client(cluster)
         start = time.perf_counter()
-        results[backend] = perturbation.sweep(depths, _sweep_task, backend=backend, n_jobs=2)
+        results[backend] = perturbation.sweep(depths, _sweep_task, backend=backend, n_jobs=2, progress=False)
         rows.append((backend, time.perf_counter() - start))
         if client is not None:
             client.close()

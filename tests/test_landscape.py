@@ -203,7 +203,27 @@ def test_lanczos_on_a_known_matrix():
     torch.testing.assert_close(lmax, torch.full((2,), 7.0, dtype=torch.float64))
     torch.testing.assert_close(lmin, torch.full((2,), -2.0, dtype=torch.float64))
     assert (rmax < 1e-8).all() and (rmin < 1e-8).all()
-    assert done == 50
+    assert done.tolist() == [50, 50]
+
+
+def test_batched_lanczos_lets_each_operator_stop_on_its_own():
+    """Issue 21: a full-rank operator batched with a rank-1 one. The rank-1 row's Krylov space
+    closes after one step; the other row must go on to its true extremes (14.32 and 0.5), and
+    each row reports the iterations it really ran."""
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(30, 30, dtype=torch.float64))
+    full = q @ torch.diag(torch.linspace(0.5, 14.32, 30, dtype=torch.float64)) @ q.T
+    u = torch.randn(30, dtype=torch.float64)
+    rank_one = 4.33 * torch.outer(u, u) / (u @ u)
+    ops = torch.stack([full, rank_one])
+    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(
+        lambda v: torch.einsum("bij,bj->bi", ops, v), 30, steps=30, batch=2)
+    assert lmax[0].item() == pytest.approx(14.32, rel=1e-8) and lmin[0].item() == pytest.approx(0.5, rel=1e-8)
+    assert lmax[1].item() == pytest.approx(4.33, rel=1e-8)
+    assert done[0].item() == 30 and done[1].item() <= 2
+    assert (rmax < 1e-7).all()
+    alone = landscape.lanczos_extremes(lambda v: v @ full, 30, steps=30)
+    assert lmax[0].item() == pytest.approx(alone[0].item(), rel=1e-10)
 
 
 def test_lanczos_tolerance_stops_early_with_honest_residuals():
@@ -218,7 +238,7 @@ def test_lanczos_tolerance_stops_early_with_honest_residuals():
         return v @ a
 
     lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(matvec, 400, steps=200, tol=1e-3)
-    assert done < 200 and products[0] == done  # stopped early; residuals need no extra product
+    assert done.item() < 200 and products[0] == done.item()  # stopped early; no extra product
     # The bound that stopped it is the true residual of the returned Ritz pairs.
     for lam, res in ((lmax, rmax), (lmin, rmin)):
         vals, vecs = torch.linalg.eigh(a)  # the exact residual is at least the distance to the spectrum
@@ -227,7 +247,7 @@ def test_lanczos_tolerance_stops_early_with_honest_residuals():
     assert lmax.item() == pytest.approx(40.0, abs=1e-3 * 40)
     assert lmin.item() == pytest.approx(-3.0, abs=0.05)
     full = landscape.lanczos_extremes(matvec, 400, steps=200)
-    assert full[4] == 200 and full[2].item() < rmax.item()
+    assert full[4].item() == 200 and full[2].item() < rmax.item()
 
 
 def test_curvature_map_matches_pointwise_hessians(trained, spirals):
