@@ -616,3 +616,30 @@ def check_channel_skip_fix(cls: object) -> CheckResult:
         return CheckResult(False, "nothing is added: the block has no skip connection left")
     return CheckResult(False, "what the block adds to its branch is not the input on both halves: "
                               "out[:, :in_ch] += x and out[:, in_ch:] += x")
+
+
+def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
+    """Your scaled_distance(states) -> float: d_scaled of one section from its hidden states
+    [x_0, ..., x_L], each (batch, ...): per block the per-example |x_(l+1) - x_l| / |x_l|,
+    averaged over the examples, summed over the blocks (notebook 06, exercise 1)."""
+    seed = check_seed("seed", seed)
+    g = torch.Generator().manual_seed(seed)
+    states = [torch.randn(5, 3, 8, generator=g) * torch.arange(1.0, 6.0).view(5, 1, 1)]
+    for _ in range(4):
+        states.append(states[-1] + 0.2 * torch.randn(5, 3, 8, generator=g))
+    flat = [s.flatten(1) for s in states]
+    steps = [(b - a).norm(dim=1) for a, b in zip(flat, flat[1:])]
+    right = sum((st / a.norm(dim=1)).mean().item() for st, a in zip(steps, flat))
+    value, problem = _call_number(fn, "scaled_distance(states)", [s.clone() for s in states])
+    if problem is not None:
+        return problem
+    mistakes = {
+        "that is the mean over the blocks, d_scaled / L: sum them instead": right / 4,
+        "that is the absolute distance d: divide each step by |x_l| first":
+            sum(st.mean().item() for st in steps),
+        "you took one ratio of the whole batch's norms per block; average the per-example ratios":
+            sum(((b - a).norm() / a.norm()).item() for a, b in zip(flat, flat[1:])),
+        "you divided by |x_(l+1)|; each step is measured against the block's input |x_l|":
+            sum((st / b.norm(dim=1)).mean().item() for st, b in zip(steps, flat[1:])),
+    }
+    return _check_number(value, "d_scaled", right, mistakes, rel=1e-4)

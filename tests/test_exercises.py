@@ -160,6 +160,12 @@ CHECKS = [
       (lambda a, b: (b.flatten(1) - a.flatten(1)).norm(dim=1), "absolute perturbation"),
       (lambda a, b: (b.flatten(1) - a.flatten(1)).norm(dim=1) / b.flatten(1).norm(dim=1), "divided by |x_out|"),
       (lambda a, b: (b - a).norm(dim=2).mean(1) / a.norm(dim=2).mean(1), "per channel")]),
+    (exercises.check_scaled_distance,
+     lambda st: sum(((b - a).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1)).mean().item()
+                    for a, b in zip(st, st[1:])),
+     [(lambda st: sum(((b - a).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1)).mean().item()
+                      for a, b in zip(st, st[1:])) / (len(st) - 1), "mean over the blocks"),
+      (lambda st: sum((b - a).flatten(1).norm(dim=1).mean().item() for a, b in zip(st, st[1:])), "absolute distance")]),
     (lambda v: exercises.check_stopping_rule(v, 2.35, 0.05), 47,
      [(48, "one too many"), (46, "too few"), (0.1175, "whole number")]),
     (exercises.check_mean_abs_weight, math.sqrt(2 / 64) * math.sqrt(2 / math.pi),
