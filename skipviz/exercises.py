@@ -498,9 +498,12 @@ def _build(cls: object, name: str, *args, **kwargs) -> tuple[nn.Module | None, C
         return None, CheckResult(False, f"{name}{args} raised {type(err).__name__}: {err}")
 
 
-def _forward(block: nn.Module, x: torch.Tensor, name: str) -> tuple[torch.Tensor | None, CheckResult | None]:
+def _forward(block: nn.Module, x: torch.Tensor, name: str, shape: tuple[int, ...] | None = None
+             ) -> tuple[torch.Tensor | None, CheckResult | None]:
+    """(block(x), None), or (None, what went wrong): an exception, or an output that is not a
+    tensor of `shape` when one is given."""
     try:
-        return block(x), None
+        out = block(x)
     except NameError as err:
         return None, CheckResult(False, f"{name}.forward raised NameError ({err}): a name from __init__ "
                                         "is only reachable as self.<name> inside forward")
@@ -509,6 +512,11 @@ def _forward(block: nn.Module, x: torch.Tensor, name: str) -> tuple[torch.Tensor
     except Exception as err:
         return None, CheckResult(False, f"{name}.forward on a batch of shape {tuple(x.shape)} raised "
                                         f"{type(err).__name__}: {err}")
+    if shape is not None and not (isinstance(out, torch.Tensor) and out.shape == shape):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return None, CheckResult(False, f"{name}.forward on a batch of shape {tuple(x.shape)} must "
+                                        f"give {shape}; got {got}")
+    return out, None
 
 
 def check_downsample_fix(cls: object) -> CheckResult:
@@ -521,12 +529,9 @@ def check_downsample_fix(cls: object) -> CheckResult:
     if problem is not None:
         return problem
     x = torch.randn(4, 8, 20)
-    out, problem = _forward(block, x, "ResidualBlock")
+    out, problem = _forward(block, x, "ResidualBlock", (4, 16, 10))
     if problem is not None:
         return problem
-    if not isinstance(out, torch.Tensor) or out.shape != (4, 16, 10):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return CheckResult(False, f"with stride 2 and 8 -> 16 channels the output must be (4, 16, 10); got {got}")
     out.sum().backward()
     if down[0].weight.grad is None or down[0].weight.grad.abs().sum() == 0:
         return CheckResult(False, "the downsampler gets no gradient: the shortcut must add "
@@ -597,12 +602,9 @@ def check_channel_skip_fix(cls: object) -> CheckResult:
         return problem
     block.eval()
     x = torch.randn(4, 8, 20, requires_grad=True)
-    out, problem = _forward(block, x, "SkipBlock")
+    out, problem = _forward(block, x, "SkipBlock", (4, 16, 20))
     if problem is not None:
         return problem
-    if not isinstance(out, torch.Tensor) or out.shape != (4, 16, 20):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return CheckResult(False, f"SkipBlock(8, 16) on (4, 8, 20) must give (4, 16, 20); got {got}")
     with torch.no_grad():
         branch = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))))
         added = out - branch

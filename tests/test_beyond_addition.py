@@ -160,6 +160,11 @@ class DownsampleFixedOnly(ArticleResidualBlock):
         return torch.relu(self.bn(self.conv2(out)) + residual)
 
 
+class ReturnsItsInput(ArticleResidualBlock):
+    def forward(self, x):
+        return x
+
+
 class FixedResidualBlock(ArticleResidualBlock):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -201,6 +206,7 @@ def _conv2_fixed(halves):
 @pytest.mark.parametrize("check, cls, ok, words", [
     (exercises.check_downsample_fix, ArticleResidualBlock, False, "self.<name>"),
     (exercises.check_downsample_fix, DownsampleFixedOnly, True, "correct"),
+    (exercises.check_downsample_fix, ReturnsItsInput, False, "must give (4, 16, 10); got (4, 8, 20)"),
     (exercises.check_batchnorm_fix, ArticleResidualBlock, False, "one BatchNorm normalizes both"),
     (exercises.check_batchnorm_fix, DownsampleFixedOnly, False, "one BatchNorm normalizes both"),
     (exercises.check_batchnorm_fix, FixedResidualBlock, True, "correct"),

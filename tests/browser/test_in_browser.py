@@ -10,10 +10,8 @@ import pytest
 from lab import (
     BUILD,
     ROOT,
-    LabServer,
     browser_specs,
     check_notebook,
-    launch_browser,
     require_chromium,
 )
 
@@ -21,35 +19,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 require_chromium(pytest)
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def server():
-    lab = LabServer.start(fast=True)
-    try:
-        yield lab
-    finally:
-        lab.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch_browser(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+pytest.importorskip("playwright.sync_api")  # the fixtures (conftest.py) drive it
 
 
 @pytest.mark.real_cache

@@ -5,39 +5,11 @@ should, and the server it starts is stopped)."""
 from __future__ import annotations
 
 import pytest
-from lab import ROOT, LabServer, check_notebook, check_slideshow, launch_browser, require_chromium
+from lab import ROOT, LabServer, check_notebook, check_slideshow, require_chromium
 
 require_chromium(pytest)
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def server():
-    lab = LabServer.start(fast=True)
-    try:
-        yield lab
-    finally:
-        lab.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch_browser(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+pytest.importorskip("playwright.sync_api")  # the fixtures (conftest.py) drive it
 
 
 def test_server_is_stopped_after_use():
