@@ -526,7 +526,7 @@ def _hessian_operator(model: nn.Module, dataset: Dataset, split: str, batch_size
     if fast.kind == "reference":
         return fast
     n = weights.shape[1]
-    key = (fast.kind, batched.signature(model), tuple(tuple(s) for s in _Flat(model).shapes),
+    key = (fast.kind, batched.signature(model), tuple(tuple(p.shape) for p in model.parameters()),
            tuple(dataset.split(split)[0].shape), split, batch_size, len(weights) > 1)
     if key not in _HVP_TRUSTED:
         rows = min(2, len(weights))
