@@ -13,6 +13,7 @@ Usage: python tests/bench_landscape.py
 from __future__ import annotations
 
 import os
+import platform
 
 # One BLAS thread for numpy/scipy (the paper-style eigsh): OpenBLAS's idle threads spin for a
 # while after each call and, on 2 cores, slowed whichever torch code ran next by up to 1.7x,
@@ -26,6 +27,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -33,7 +35,7 @@ from bench import timed  # noqa: E402  (tests/ is on sys.path as this script's f
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from skipviz import data, landscape, models, training  # noqa: E402
+from skipviz import curvature, data, directions, landscape, models, surfaces, training  # noqa: E402
 
 
 def seconds(fn, repeat: int = 1) -> float:
@@ -171,8 +173,8 @@ def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, roun
     dx = landscape.random_direction(model, seed=1)
     dy = landscape.random_direction(model, seed=2)
     gflop = steps * steps * linear_flops(model, len(ds.x_train)) / 1e9
-    coords = landscape._grid(steps, 1.0).tolist()
-    landscape._METHOD_CHOICE.clear()
+    coords = directions.grid(steps, 1.0).tolist()
+    surfaces._TRUSTED.clear()
     auto = landscape.surface_2d(model, ds, dx, dy, steps=steps)  # the one-off timing trial
     fns = {"auto": lambda: landscape.surface_2d(model, ds, dx, dy, steps=steps)}
     for method in ("batched", "vmap", "loop"):
@@ -230,13 +232,13 @@ def bench_hessian(rounds: int) -> None:
           f"lambda_min / {batches} = {low / batches:.3f} (weights only, no biases or batch-norm "
           "parameters)")
     # One product each way, on the same model, point and vector.
-    flat = landscape._Flat(model)
+    flat = directions.Flat(model)
     weights = flat.vector.unsqueeze(0)
     vector = torch.randn(1, len(flat.vector), generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
     with training.eval_mode(model):
-        operators = {"rop": landscape._hessian_operator(model, ds, "train", None, weights),
-                     "autograd": landscape._hessian_operator(model, ds, "train", None, weights,
+        operators = {"rop": curvature._hessian_operator(model, ds, "train", None, weights),
+                     "autograd": curvature._hessian_operator(model, ds, "train", None, weights,
                                                              autograd=True)}
         repeats = 20
         product_times = interleaved({k: (lambda op=op: [op(vector) for _ in range(repeats)])
@@ -269,11 +271,23 @@ def bench_hessian(rounds: int) -> None:
           "separate hessian_extremes)")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SKIPVIZ_CACHE"] = tmp
         torch.manual_seed(0)
-        print(f"\nloss landscapes (float32, {torch.get_num_threads()} threads)")
+        print(f"\nloss landscapes (float32, {torch.get_num_threads()} threads, {cpu_name()}, "
+              f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()})")
         bench_planes(rounds=5)
         bench_hessian(rounds=3)
 

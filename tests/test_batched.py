@@ -5,25 +5,25 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from skipviz import batched, landscape, models
+from skipviz import batched, directions, landscape, models
 
 
 def with_random_statistics(model: nn.Module) -> nn.Module:
     """Eval mode, with batch-norm statistics and affine parameters far from their defaults."""
     gen = torch.Generator().manual_seed(1)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d):
+        if isinstance(m, nn.BatchNorm1d) and m.running_mean is not None:
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.3)
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
+        if isinstance(m, nn.BatchNorm1d) and m.affine:
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
     return model.eval()
 
 
 def points_of(model: nn.Module, count: int = 3) -> tuple[dict, dict]:
-    flat = landscape._Flat(model)
+    flat = directions.Flat(model)
     gen = torch.Generator().manual_seed(2)
     weights = flat.vector + 0.1 * torch.randn(count, len(flat.vector), generator=gen)
     return flat.unflatten(weights), flat.buffers
@@ -64,8 +64,7 @@ def test_matches_separate_forward_passes(name):
     model = with_random_statistics(MODELS[name]())
     params, buffers = points_of(model)
     x = torch.randn(20, 40, generator=torch.Generator().manual_seed(3))
-    evaluator = batched.PointEvaluator(model)
-    assert evaluator.traced is not None
+    evaluator = batched.PointEvaluator(model, x)
     with torch.no_grad():
         out = evaluator(params, buffers, x)
         expected = separately(model, params, buffers, x)
@@ -88,56 +87,23 @@ class InputTwice(nn.Module):
         return self.c(torch.tanh(self.a(h)))
 
 
-@pytest.mark.parametrize("name", ["v1 batch norm", "preact, scaled", "telescope", "narrow layers",
-                                  "input twice"])
-def test_a_plane_evaluates_like_separate_forward_passes(name):
-    # In float64: the plane's weights are summed in another order (s W0 + a s D against
-    # s (W0 + a D)), which float32 rounding would blur.
-    model = with_random_statistics(InputTwice() if name == "input twice" else MODELS[name]()).double()
-    flat = landscape._Flat(model)
-    gen = torch.Generator().manual_seed(4)
-    directions = torch.randn(2, len(flat.vector), generator=gen, dtype=torch.float64)
-    # As landscape's "biasbn" directions: the batch norms' own parameters stay where they are.
-    views = flat.unflatten(directions)
-    for module_name, module in model.named_modules():
-        if isinstance(module, nn.BatchNorm1d) and module.affine:
-            views[module_name + ".weight"].zero_()
-            views[module_name + ".bias"].zero_()
-    rows = torch.randn(5, 2, generator=gen, dtype=torch.float64)
-    x = torch.randn(12, 6 if name == "input twice" else 40, generator=gen, dtype=torch.float64)
-    evaluator = batched.PointEvaluator(model)
+def test_a_linear_used_on_the_input_and_again_later():
+    model = with_random_statistics(InputTwice())
+    params, buffers = points_of(model)
+    x = torch.randn(12, 6, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        plane = evaluator.on_plane(flat.unflatten(flat.vector.unsqueeze(0)), flat.unflatten(directions),
-                                   flat.buffers, x)
-        assert plane is not None
-        out = plane(rows)
-        expected = separately(model, flat.unflatten(flat.vector + rows @ directions), flat.buffers, x)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
-
-
-def test_a_plane_that_moves_a_folded_norm_is_left_to_prepare():
-    model = with_random_statistics(MODELS["v1 batch norm"]())
-    flat = landscape._Flat(model)
-    evaluator = batched.PointEvaluator(model)
-    origin = flat.unflatten(flat.vector.unsqueeze(0))
-    moving = flat.unflatten(torch.randn(2, len(flat.vector)))  # the norms' weights move too
-    assert evaluator.on_plane(origin, moving, flat.buffers, torch.randn(4, 40)) is None
-    # Their biases may move: the fold stays affine in the weights.
-    still = flat.unflatten(torch.randn(2, len(flat.vector)))
-    for name, value in still.items():
-        if "norms" in name and name.endswith("weight"):
-            value.zero_()
-    assert evaluator.on_plane(origin, still, flat.buffers, torch.randn(4, 40)) is not None
+        torch.testing.assert_close(batched.PointEvaluator(model, x)(params, buffers, x),
+                                   separately(model, params, buffers, x), rtol=1e-5, atol=1e-6)
 
 
 def test_folds_and_accumulates_where_it_should():
     ev = batched.PointEvaluator(with_random_statistics(MODELS["v1 batch norm"]()))
     assert len(ev.folds) == 6  # both Linears of each of 3 blocks feed a batch norm
-    assert len(ev.accumulate) == 3  # each block's second product adds onto its input
+    assert len(ev.into) == 3  # each block's second product adds onto its input
     plain = batched.PointEvaluator(MODELS["v1 no norm"]().eval())
-    assert not plain.folds and len(plain.accumulate) == 3  # through the nn.Identity "norms"
+    assert not plain.folds and len(plain.into) == 3  # through the nn.Identity "norms"
     v2 = batched.PointEvaluator(MODELS["v2 span 1"]().eval())
-    assert not v2.accumulate  # the act after the product comes before the addition
+    assert not v2.into  # the act after the product comes before the addition
 
 
 class ReadsTwice(nn.Module):
@@ -169,7 +135,7 @@ class OutputReadTwice(nn.Module):
 
 
 class DataDependent(nn.Module):
-    """Control flow fx cannot trace: runs through the TorchFunctionMode instead."""
+    """Control flow fx cannot trace: refused, with the tracer's reason."""
 
     def __init__(self):
         super().__init__()
@@ -182,14 +148,20 @@ class DataDependent(nn.Module):
         return self.b(h)
 
 
-@pytest.mark.parametrize("model_type", [ReadsTwice, OutputReadTwice, DataDependent])
-def test_in_place_safety_and_the_untraced_path(model_type):
+def test_a_model_fx_cannot_trace_is_refused_with_the_reason():
+    model = with_random_statistics(DataDependent())
+    with pytest.raises(ValueError, match="torch.fx cannot trace"):
+        batched.PointEvaluator(model)
+    assert batched.evaluator_for(model, torch.randn(4, 6)) is None
+
+
+@pytest.mark.parametrize("model_type", [ReadsTwice, OutputReadTwice])
+def test_in_place_safety(model_type):
     torch.manual_seed(0)
     model = with_random_statistics(model_type())
     params, buffers = points_of(model, count=4)
     x = torch.randn(9, 6)
-    evaluator = batched.PointEvaluator(model)
-    assert (evaluator.traced is None) == (model_type is DataDependent)
+    evaluator = batched.PointEvaluator(model, x)
     with torch.no_grad():
         torch.testing.assert_close(evaluator(params, buffers, x), separately(model, params, buffers, x),
                                    rtol=1e-5, atol=1e-6)
@@ -197,10 +169,10 @@ def test_in_place_safety_and_the_untraced_path(model_type):
 
 def test_gradients_match_per_point_gradients():
     model = with_random_statistics(MODELS["v1 batch norm"]())
-    flat = landscape._Flat(model)
+    flat = directions.Flat(model)
     weights = (flat.vector + 0.05 * torch.randn(2, len(flat.vector))).requires_grad_(True)
     x = torch.randn(15, 40)
-    out = batched.evaluator_for(model)(flat.unflatten(weights), flat.buffers, x)
+    out = batched.evaluator_for(model, x)(flat.unflatten(weights), flat.buffers, x)
     (grads,) = torch.autograd.grad(out.pow(2).sum(), weights)
     for row, grad in zip(weights.detach(), grads):
         w = row.clone().requires_grad_(True)
@@ -214,10 +186,10 @@ def test_evaluator_follows_changes_to_the_model():
     model = with_random_statistics(MODELS["v1 batch norm"]())
     params, buffers = points_of(model)
     x = torch.randn(10, 40)
-    first = batched.evaluator_for(model)
-    assert batched.evaluator_for(model) is first
+    first = batched.evaluator_for(model, x)
+    assert batched.evaluator_for(model, x) is first
     model.skips = [False] * model.num_skips
-    second = batched.evaluator_for(model)
+    second = batched.evaluator_for(model, x)
     assert second is not first
     with torch.no_grad():
         torch.testing.assert_close(second(params, buffers, x), separately(model, params, buffers, x),
@@ -226,19 +198,20 @@ def test_evaluator_follows_changes_to_the_model():
 
 def test_unsupported_layers_and_training_mode_are_refused(spirals_small):
     model = nn.Sequential(nn.Linear(2, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
-    assert not batched.supported(model) and batched.evaluator_for(model) is None
+    assert "LayerNorm has parameters" in batched.refusal(model)
+    assert batched.evaluator_for(model, spirals_small.x_train) is None
     with pytest.raises(ValueError, match="Linear, Conv1d, BatchNorm1d"):
         batched.PointEvaluator(model)
     dx, dy = landscape.random_direction(model, seed=1), landscape.random_direction(model, seed=2)
-    with pytest.raises(ValueError, match="method='vmap' or 'loop'"):
+    with pytest.raises(ValueError, match="LayerNorm has parameters.*method='auto', 'vmap' or 'loop'"):
         landscape.surface_2d(model, spirals_small, dx, dy, steps=3, method="batched")
     auto = landscape.surface_2d(model, spirals_small, dx, dy, steps=3)
     assert auto.method in ("vmap", "loop")
 
     bn = models.ResidualMLP(40, 10, width=8, depth=1, norm="batch").train()
     params, buffers = points_of(bn)
-    with pytest.raises(ValueError, match="eval mode"):
-        batched.PointEvaluator(bn)(params, buffers, torch.randn(4, 40))
+    with pytest.raises(ValueError, match="the batch's own statistics"):
+        batched.PointEvaluator(bn)
 
 
 @pytest.fixture

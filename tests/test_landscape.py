@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from skipviz import data, landscape, models, training
+from skipviz import data, directions, landscape, models, settings, training
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_surface_1d_interpolates_from_initialization(spirals):
 
 
 def flat_loss(model, dataset):
-    flat = landscape._Flat(model)
+    flat = directions.Flat(model)
     buffers = dict(model.named_buffers())
 
     def f(w):
@@ -274,7 +274,7 @@ def test_cache_returns_the_same_result_and_survives_corrupt_files(trained, spira
     dx = landscape.random_direction(trained, seed=1)
     dy = landscape.random_direction(trained, seed=2)
     first = landscape.surface_2d(trained, spirals, dx, dy, steps=5, cache=True)
-    files = list((landscape.cache_dir() / "landscapes").glob("*.pt"))
+    files = list((settings.cache_dir() / "landscapes").glob("*.pt"))
     assert len(files) == 1
     again = landscape.surface_2d(trained, spirals, dx, dy, steps=5, cache=True)
     assert torch.equal(first.losses, again.losses) and again.method == first.method
@@ -299,7 +299,7 @@ def test_cache_never_runs_code_from_a_file(trained, spirals, tmp_path):
 
     dx = landscape.random_direction(trained, seed=1)
     landscape.surface_1d(trained, spirals, dx, steps=3, cache=True)
-    path = next((landscape.cache_dir() / "landscapes").glob("*.pt"))
+    path = next((settings.cache_dir() / "landscapes").glob("*.pt"))
     path.write_bytes(pickle.dumps(Evil()))
     with pytest.warns(UserWarning, match="ignoring cache file"):
         landscape.surface_1d(trained, spirals, dx, steps=3, cache=True)

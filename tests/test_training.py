@@ -147,3 +147,12 @@ def test_progress_bar_settings(monkeypatch):
     monkeypatch.setenv("SKIPVIZ_PROGRESS", "1")
     monkeypatch.setenv("SKIPVIZ_FAST", "1")
     assert not settings.progress_bars()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_points_form_of_the_loss_is_each_points_own_loss(task):
+    gen = torch.Generator().manual_seed(0)
+    out = torch.randn(4, 9, 3, generator=gen)
+    y = torch.randint(0, 3, (9,), generator=gen) if task == "classification" else torch.randn(9, 3, generator=gen)
+    each = torch.stack([training.loss_for_targets(o, y) for o in out])
+    torch.testing.assert_close(training.loss_for_targets(out, y, points=True), each, rtol=1e-6, atol=0)

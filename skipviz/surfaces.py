@@ -1,0 +1,264 @@
+"""1-D and 2-D slices of the training loss through a model's weights (Li et al. 2018; notebook 04
+writes the plane loop out in a few lines before it calls these).
+
+The model's weights are never written: every grid point's weights are separate tensors, run with
+`torch.func.functional_call` in eval mode without gradients, on the whole split at once. Points
+run in chunks, by one of three methods, all giving the same numbers:
+
+- 'batched': a chunk as one forward pass, every weight stacked along a points dimension
+  (`skipviz.batched`), for the models `skipviz.graph.prove` shows it handles exactly;
+- 'vmap': the same through `torch.func.vmap` over `functional_call`, for any model;
+- 'loop': one point after another, the reference.
+
+A method is trusted for a model signature only after it has reproduced the loop on two points;
+'auto' takes the first trusted one in that order, so the choice depends on what the model is,
+never on timing, and is the same on every machine and run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from . import batched, graph
+from ._results import cached, check_float64
+from ._results import progress as progress_bar
+from ._validation import check_choice, check_int
+from .data import SPLITS, Dataset
+from .directions import Flat, check_direction, grid
+from .training import eval_mode, loss_for_targets
+
+METHODS = ("auto", "batched", "vmap", "loop")
+
+# Per (model signature, shapes, chunk size, ...): the methods that reproduced the loop.
+_TRUSTED: dict[tuple, set[str]] = {}
+_CHUNKS: dict[tuple, int] = {}
+# A chunk's activations should stay near this many scalars (2 MB of float32): point-batched
+# passes slow down once a chunk no longer fits the CPU's caches.
+_CHUNK_SCALARS = 2 ** 19
+
+
+def _point_losses(outputs: torch.Tensor, y: torch.Tensor, classification: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """outputs (P, n, out) -> each point's mean loss (P,) float64, and its accuracy (P,) or None."""
+    losses = loss_for_targets(outputs, y, points=True).double()
+    # max().indices: argmax's first-maximum rule, and twice as fast over 10 classes.
+    return losses, ((outputs.max(-1).indices == y).double().mean(-1) if classification else None)
+
+
+def _chunk_for(model: nn.Module, x: torch.Tensor, flat: Flat) -> int:
+    """Points per chunk: _CHUNK_SCALARS over the largest activation of one pass on x, in 1..64."""
+    key = (type(model).__name__, tuple(tuple(s) for s in flat.shapes), tuple(x.shape))
+    if key not in _CHUNKS:
+        widest = [1]  # module outputs only: the batched pass does not repeat the input
+        hooks = [m.register_forward_hook(lambda _m, _i, out: widest.append(
+            out.numel() if isinstance(out, torch.Tensor) else 0)) for m in model.modules()]
+        sample = x[:2]  # two: a batch norm using the batch's own statistics cannot take one
+        try:
+            functional_call(model, (flat.unflatten(flat.vector), flat.buffers), (sample,))
+        finally:
+            for h in hooks:
+                h.remove()
+        _CHUNKS[key] = max(1, min(64, int(_CHUNK_SCALARS * len(sample) // (max(widest) * len(x)))))
+    return _CHUNKS[key]
+
+
+def evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, basis: torch.Tensor,
+                    split: str = "train", method: str = "auto", chunk_size: int | None = None,
+                    progress: Callable | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """Mean loss (P,) float64 and accuracy (P,) or None at the weights trained + points @ basis,
+    for points (P, k) and basis (k, n_parameters) (flat like `directions.Flat`); also the method
+    used. Raises ValueError when an explicit method is refused or does not reproduce the loop."""
+    check_choice("split", split, SPLITS)
+    check_choice("method", method, METHODS)
+    x, y = dataset.split(split)
+    classification = dataset.task == "classification"
+    flat = Flat(model)
+    points = points.to(flat.vector.dtype)
+
+    def forward(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return functional_call(model, (params, flat.buffers), (x,))
+
+    def weights(rows: torch.Tensor) -> torch.Tensor:
+        # Always the same buffer: a fresh megabyte-sized tensor per chunk costs page faults.
+        return torch.addmm(flat.vector, rows, basis, out=buffer[:len(rows)])
+
+    def run_batched(rows: torch.Tensor) -> torch.Tensor:
+        return evaluator(flat.unflatten(weights(rows)), flat.buffers, x)
+
+    def run_loop(rows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([forward(flat.unflatten(w)) for w in weights(rows)])
+
+    runs = {"vmap": lambda rows: vmap(forward)(flat.unflatten(weights(rows))), "loop": run_loop}
+    with eval_mode(model), torch.no_grad():
+        try:
+            evaluator = batched.evaluator_for(model, x)
+        except Exception:  # graph.prove itself failed on an unusual graph: no fast path
+            evaluator = None
+        if evaluator is None and method == "batched":
+            raise ValueError(f"method='batched' refuses this model ({batched.refusal(model, x)}); "
+                             "use method='auto', 'vmap' or 'loop'")
+        if evaluator is not None:
+            runs["batched"] = run_batched
+        if chunk_size is None:
+            chunk_size = _chunk_for(model, x, flat)
+        check_int("chunk_size", chunk_size)
+        buffer = torch.empty(min(chunk_size, len(points)), len(flat.vector), dtype=flat.vector.dtype)
+        key = (graph.signature(model), tuple(tuple(s) for s in flat.shapes), tuple(x.shape),
+               chunk_size, tuple(flat.buffers), tuple(sorted(runs)))
+        if key not in _TRUSTED:
+            _TRUSTED[key] = _trusted(runs, points[:min(2, chunk_size)], y)
+        if method == "auto":
+            method = next(name for name in ("batched", "vmap", "loop") if name in _TRUSTED[key])
+        elif method not in _TRUSTED[key]:
+            raise ValueError(f"method={method!r} does not reproduce this model's losses (it differs "
+                             "from evaluating one point at a time on a trial point); use "
+                             "method='auto' or 'loop'")
+        losses, accuracies = [], []
+        for start in range(0, len(points), chunk_size):
+            loss, acc = _point_losses(runs[method](points[start:start + chunk_size]), y, classification)
+            losses.append(loss)
+            accuracies.append(acc)
+            if progress is not None:
+                progress(len(loss))
+    return torch.cat(losses), (torch.cat(accuracies) if classification else None), method
+
+
+def _trusted(runs: dict[str, Callable], trial: torch.Tensor, y: torch.Tensor) -> set[str]:
+    """The methods whose losses on the `trial` points agree with the loop's ('loop' always); a
+    method that raises is not trusted."""
+    def losses(name: str) -> torch.Tensor:
+        return loss_for_targets(runs[name](trial), y, points=True)
+
+    reference, trusted = losses("loop"), {"loop"}
+    for name in ("batched", "vmap"):
+        try:
+            if name in runs and torch.allclose(losses(name), reference, rtol=1e-4, atol=1e-6):
+                trusted.add(name)
+        except Exception:  # anything this method cannot run (a layer, an odd shape, ...)
+            pass
+    return trusted
+
+
+def _check_evaluated(losses: object, accuracies: object, method: object, shape: tuple[int, ...]) -> None:
+    check_float64("losses", losses, shape)
+    if accuracies is not None:
+        check_float64("accuracies", accuracies, shape)
+    check_choice("method", method, METHODS[1:])
+
+
+@dataclass
+class Slice1D:
+    """The loss along one direction: losses[i] at weights + alphas[i] * direction.
+
+    alphas, losses, accuracies: (steps,) float64 tensors; accuracies (0..1) is None for regression.
+    method: 'batched', 'vmap' or 'loop', how the points were evaluated.
+    """
+
+    alphas: torch.Tensor
+    losses: torch.Tensor
+    accuracies: torch.Tensor | None
+    method: str
+
+    def _check(self) -> None:
+        check_float64("alphas", self.alphas)
+        _check_evaluated(self.losses, self.accuracies, self.method, tuple(self.alphas.shape))
+
+
+@dataclass
+class Surface2D:
+    """The loss over a plane: losses[i, j] at weights + alphas[i] * dir_x + betas[j] * dir_y.
+
+    alphas, betas: (steps,) centred coordinates; losses, accuracies: (steps, steps) float64
+    tensors (accuracies in 0..1, None for regression); method: 'batched', 'vmap' or 'loop'.
+    """
+
+    alphas: torch.Tensor
+    betas: torch.Tensor
+    losses: torch.Tensor
+    accuracies: torch.Tensor | None
+    method: str
+
+    def _check(self) -> None:
+        check_float64("alphas", self.alphas)
+        check_float64("betas", self.betas)
+        _check_evaluated(self.losses, self.accuracies, self.method, (len(self.alphas), len(self.betas)))
+
+    @property
+    def center_loss(self) -> float:
+        """The loss at (0, 0), the model's own weights (odd `steps` only)."""
+        i, j = int((self.alphas == 0).nonzero()[0]), int((self.betas == 0).nonzero()[0])
+        return float(self.losses[i, j])
+
+
+def _check_evaluation(split: str, method: str, chunk_size: int | None) -> None:
+    check_choice("split", split, SPLITS)
+    check_choice("method", method, METHODS)
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size)
+
+
+def surface_1d(model: nn.Module, dataset: Dataset, direction: Sequence[torch.Tensor],
+               steps: int = 51, span: float = 1.0, alphas: Sequence[float] | None = None,
+               split: str = "train", method: str = "auto", chunk_size: int | None = None,
+               cache: bool = False, progress: bool | None = False) -> Slice1D:
+    """Mean loss on a split along weights + alpha * direction, for `steps` alphas in [-span, span]
+    (or the given `alphas`). Returns a Slice1D; the model is left unchanged.
+
+    method and chunk_size as in `surface_2d`; cache=True stores the result in the cache folder.
+    """
+    check_direction(model, direction)
+    _check_evaluation(split, method, chunk_size)
+    if alphas is None:
+        coords = grid(steps, span)
+    else:
+        coords = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
+        if len(coords) < 2 or not torch.isfinite(coords).all():
+            raise ValueError("alphas must hold at least 2 finite numbers")
+
+    def compute() -> Slice1D:
+        basis = Flat(model).flatten(direction).unsqueeze(0)
+        with progress_bar(len(coords), progress, "1-D slice") as bar:
+            losses, accs, used = evaluate_points(model, dataset, coords.unsqueeze(1), basis,
+                                                 split, method, chunk_size, bar)
+        return Slice1D(coords, losses, accs, used)
+
+    settings = dict(alphas=coords.tolist(), split=split, method=method, chunk_size=chunk_size)
+    return cached(cache, "surface_1d", model, dataset, settings, [direction], Slice1D, compute)
+
+
+def surface_2d(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tensor],
+               dir_y: Sequence[torch.Tensor], steps: int = 25, span: float = 1.0,
+               split: str = "train", method: str = "auto", chunk_size: int | None = None,
+               cache: bool = False, progress: bool | None = False) -> Surface2D:
+    """Mean loss on a split over the plane weights + a * dir_x + b * dir_y, on a steps x steps grid
+    of a, b in [-span, span] (odd steps put the model itself at the centre).
+
+    method: 'auto', 'batched', 'vmap' or 'loop' (see the module docstring). Points run in chunks
+    of `chunk_size` (None: as many as keep a chunk's activations near 2 MB, at most 64).
+    cache=True stores the result in the cache folder under a hash of the model, data, directions
+    and arguments. Returns a Surface2D; the model is left unchanged.
+    """
+    check_direction(model, dir_x, "dir_x")
+    check_direction(model, dir_y, "dir_y")
+    _check_evaluation(split, method, chunk_size)
+    coords = grid(steps, span)
+
+    def compute() -> Surface2D:
+        flat = Flat(model)
+        basis = torch.stack([flat.flatten(dir_x), flat.flatten(dir_y)])
+        points = torch.cartesian_prod(coords, coords)  # row-major: (alphas[i], betas[j])
+        with progress_bar(len(points), progress, "2-D surface") as bar:
+            losses, accs, used = evaluate_points(model, dataset, points, basis, split, method,
+                                                 chunk_size, bar)
+        shape = (steps, steps)
+        return Surface2D(coords, coords.clone(), losses.view(shape),
+                         accs.view(shape) if accs is not None else None, used)
+
+    settings = dict(steps=steps, span=float(span), split=split, method=method, chunk_size=chunk_size)
+    return cached(cache, "surface_2d", model, dataset, settings, [dir_x, dir_y], Surface2D, compute)
