@@ -59,7 +59,7 @@ lab: setup
 # widgets render and redraw when clicked. Skipped if chromium is missing (`make browser`),
 # unless SKIPVIZ_REQUIRE_BROWSER=1 (as in CI).
 test: setup-test
-	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student -m "not papermill"
+	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student -m "not papermill and not slow"
 	SKIPVIZ_FAST=1 $(NBVAL)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_in_browser.py
 
@@ -68,10 +68,12 @@ test: setup-test
 test-portable: setup-test
 	$(PORTABLE) SKIPVIZ_FAST=1 $(NBVAL)
 
-# Everything: `make test`, then the slower passes (every notebook through papermill; the static slides in the browser; other
+# Everything: `make test`, then the slower passes (the unit tests marked slow: process pools, a
+# Dask cluster, more damaged data files; every notebook through papermill; the static slides in the browser; other
 # numerics; every notebook in FAST mode with SEED = 1, its claims checked; the student copies
 # made, checked and run). This is what CI (.ci/run) runs.
 test-all: test
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests --ignore=tests/browser --ignore=tests/student -m slow
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/test_notebooks.py -m papermill
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_slides.py tests/browser/test_slideshow.py
 	$(MAKE) test-portable

@@ -505,7 +505,8 @@ def test_a_damaged_weight_file_is_ignored_retrained_and_replaced(spirals, damage
         assert training.fit(res(), spirals, 20, progress=False).from_cache
 
 
-@pytest.mark.parametrize("damage", ["zeros", "labels", "shape"])
+@pytest.mark.parametrize("damage", [pytest.param("zeros", marks=pytest.mark.slow), "labels",
+                                    pytest.param("shape", marks=pytest.mark.slow)])
 def test_a_damaged_mnist1d_file_is_rebuilt(damage):
     from skipviz import _cache
     good = data.mnist1d()

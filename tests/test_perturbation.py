@@ -137,6 +137,7 @@ def train_tiny(L: int) -> tuple[str, float]:
     return _weights_digest(net), history.final_train_loss
 
 
+@pytest.mark.slow  # starts process pools and a Dask cluster: make test-all
 def test_sweep_gives_identical_results_serially_in_processes_and_on_a_dask_cluster():
     depths = [1, 2, 3]
     serial = perturbation.sweep(depths, train_tiny, backend="serial")
@@ -170,6 +171,7 @@ def dies_at_two(L: int) -> int:
     return L
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_with_the_unfinished_depths():
     with pytest.raises(perturbation.SweepError, match="unfinished") as err:
         perturbation.sweep([1, 2], dies_at_two, backend="loky", n_jobs=2)

@@ -11,6 +11,7 @@ says that changing it back must restore the original picture.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,15 +269,33 @@ def interact(page, panel, k: int, spec: dict, clicks: int, redraw_timeout_ms: in
             fail(f"changing {spec['control']!r} back did not restore the picture of panel {k}")
 
 
+@contextlib.contextmanager
+def without_outputs(path: Path) -> Iterator[Path]:
+    """A scratch copy of the notebook with its stored outputs removed (`_browser_<name>`, deleted
+    afterwards): a run clears them anyway, and drawing them first cost seconds per notebook."""
+    notebook = json.loads(path.read_text())
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    copy = path.with_name(f"_browser_{path.name}")
+    copy.write_text(json.dumps(notebook))
+    try:
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
+        (path.parent / ".ipynb_checkpoints" / f"{copy.stem}-checkpoint.ipynb").unlink(missing_ok=True)
+
+
 def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
                    run_timeout_ms: int = 180_000, redraw_timeout_ms: int = 30_000) -> NotebookReport:
     """Open, run all, check widgets, interact as a student; raise AssertionError on any failure."""
-    report = NotebookReport(path.stem)
+    stem = path.stem.removeprefix("_browser_")
+    report = NotebookReport(stem)
     shots = BUILD / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
 
     def fail(message: str) -> None:
-        shot = shots / f"{path.stem}-failure.png"
+        shot = shots / f"{stem}-failure.png"
         page.screenshot(path=str(shot), full_page=True)
         raise AssertionError(f"{path.name}: {message} (screenshot: {shot})")
 
@@ -310,7 +330,7 @@ def check_notebook(page, server: LabServer, path: Path, clicks: int = 6,
     if panels.count() < len(specs):
         fail(f"metadata names {len(specs)} widget panels but {panels.count()} rendered")
     for k, spec in enumerate(specs):
-        interact(page, panels.nth(k), k, spec, clicks, redraw_timeout_ms, report, shots, fail, path.stem)
+        interact(page, panels.nth(k), k, spec, clicks, redraw_timeout_ms, report, shots, fail, stem)
     return report
 
 

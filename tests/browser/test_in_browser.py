@@ -13,6 +13,7 @@ from lab import (
     browser_specs,
     check_notebook,
     require_chromium,
+    without_outputs,
 )
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -26,7 +27,8 @@ pytest.importorskip("playwright.sync_api")  # the fixtures (conftest.py) drive i
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_in_jupyterlab(server, page, path):
     clicks = 6
-    report = check_notebook(page, server, path, clicks=clicks)
+    with without_outputs(path) as copy:
+        report = check_notebook(page, server, copy, clicks=clicks)
     specs = browser_specs(path)
     assert report.widgets >= len(specs)
     assert all(0 < ms < 30_000 for ms in report.latencies_ms)
