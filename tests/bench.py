@@ -170,7 +170,14 @@ def bench_browser(names: list[str] | None, clicks: int) -> None:
     """Click-to-redraw latency of every notebook's widgets in a real JupyterLab + Chromium, in the
     notebook and in the live slideshow, beside the plain one-figure notebook in the same run."""
     sys.path.insert(0, str(ROOT / "tests" / "browser"))
-    from lab import LabServer, browser_specs, check_notebook, check_slideshow, launch_browser
+    from lab import (
+        LabServer,
+        browser_specs,
+        check_notebook,
+        check_slideshow,
+        launch_browser,
+        without_outputs,
+    )
     from playwright.sync_api import sync_playwright
 
     paths = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -185,7 +192,8 @@ def bench_browser(names: list[str] | None, clicks: int) -> None:
             floor = {}
             for path in [plain, *paths]:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
-                in_lab = check_notebook(page, server, path, clicks=clicks)
+                with without_outputs(path) as copy:  # never the stored notebook (autosave)
+                    in_lab = check_notebook(page, server, copy, clicks=clicks)
                 page.close()
                 server.shutdown_kernels()
                 in_slides = check_slideshow(browser, server, path, clicks=clicks)
