@@ -54,7 +54,7 @@ class Step:
     layer: str = ""               # LINEAR, CONV, NORM: the module's name
     shared: bool = False          # INPUT read only by Linear layers / LINEAR reading that input
     final: bool = False           # LINEAR read only by the output: returns (P, n, ...)
-    into: fx.Node | None = None   # LINEAR: the value its output is accumulated into (see _into)
+    into: tuple[fx.Node, fx.Node] | None = None  # LINEAR: (value, addition), see _accumulations
     function: Callable | None = None  # ACTIVATION: the out-of-place function
 
 
@@ -81,6 +81,9 @@ class PointEvaluator:
         self.folded_norms = set(self.folds.values())
         last_reader = {source: node for node in nodes for source in node.all_input_nodes}
         self.into = self._accumulations(nodes, last_reader)
+        # Inputs read only by Linear layers: those read one copy of x for every point.
+        self.shared_inputs = {n for n in nodes if n.op == "placeholder" and n.users
+                              and all(isinstance(self.modules.get(u), nn.Linear) for u in n.users)}
         self.steps = [self._step(node, last_reader) for node in nodes]
 
     def _accumulations(self, nodes: list[fx.Node], last_reader: dict) -> dict[fx.Node, tuple]:
@@ -110,18 +113,14 @@ class PointEvaluator:
         module = self.modules.get(node)
         simple = len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node)
         if node.op == "placeholder":
-            shared = bool(node.users) and all(isinstance(self.modules.get(u), nn.Linear) for u in node.users)
-            return Step(Kind.INPUT, shared=shared, **base)
+            return Step(Kind.INPUT, shared=node in self.shared_inputs, **base)
         if node.op == "output":
             return Step(Kind.OUTPUT, final=self._final(node.args[0]), **base)
         if node.op == "get_attr":
             return Step(Kind.ATTR, **base)
         if isinstance(module, nn.Linear):
-            source = node.args[0]
             return Step(Kind.LINEAR, layer=str(node.target), final=self._final(node),
-                        shared=source.op == "placeholder" and all(
-                            isinstance(self.modules.get(u), nn.Linear) for u in source.users),
-                        into=self.into.get(node, (None,))[0], **base)
+                        shared=node.args[0] in self.shared_inputs, into=self.into.get(node), **base)
         if isinstance(module, nn.Conv1d):
             return Step(Kind.CONV, layer=str(node.target), **base)
         if isinstance(module, nn.BatchNorm1d):
@@ -176,10 +175,11 @@ class PointEvaluator:
             if kind is Kind.LINEAR:
                 w, b = params.get(step.layer + ".weight"), params.get(step.layer + ".bias")
                 source = env[node.args[0]]
-                if step.into is not None and inplace and step.into in owned \
-                        and kernels.linear_into(points, source, w, b, env[step.into]):
-                    result = env[step.into]
-                    accumulated[self.into[node][1]] = step.into
+                other, addition = step.into or (None, None)
+                if other is not None and inplace and other in owned \
+                        and kernels.linear_into(points, source, w, b, env[other]):
+                    result = env[other]
+                    accumulated[addition] = other
                 else:
                     result = kernels.linear(points, source, w, b, step.shared, step.final)
             elif kind is Kind.ACTIVATION:

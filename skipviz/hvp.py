@@ -301,7 +301,8 @@ class _Operator:
                     tg = theta(step.norm + ".weight")
                     jacobian.add(iw, tg.unsqueeze(1).expand_as(iw), w * r.unsqueeze(2))  # dW*/dgamma
                     jacobian.add(ib, tg, r * c)  # db*/dgamma
-                    self.folds[node] = (r, theta(weight), tg, theta(bias) if bias in params else None)
+                    self.folds[node] = (step.inputs[0], r, theta(weight), tg,
+                                        theta(bias) if bias in params else None)
                 if beta is not None:
                     jacobian.add(ib, theta(step.norm + ".bias"), torch.ones(()))  # db*/dbeta
         self.n_phi = end
@@ -314,12 +315,11 @@ class _Operator:
         (gamma, b) with mixed derivatives r, so S pairs W_ij with gamma_i (entry
         (dL/dW*)_ij r_i) and b_i with gamma_i (entry (dL/db*)_i r_i), both ways round."""
         second = _Sparse(self.points)
-        for node, (r, tw, tg, tb) in self.folds.items():
+        for node, (source, r, tw, tg, tb) in self.folds.items():
             g = self.adjoint.get(node)
             if g is None:
                 continue
-            step = next(st for st in self.steps if st.node is node)
-            gw = torch.bmm(g.transpose(1, 2), self.value[step.inputs[0]]) * r.unsqueeze(2)
+            gw = torch.bmm(g.transpose(1, 2), self.value[source]) * r.unsqueeze(2)
             tge = tg.unsqueeze(1).expand_as(tw)
             second.add(tw, tge, gw)
             second.add(tge, tw, gw)
