@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from skipviz import data, exercises, models, paths, training
+from skipviz import data, models, paths, training
 
 
 def test_densenet_channel_arithmetic_and_shapes():
@@ -134,96 +134,3 @@ def test_denoising_data_is_fixed_by_its_seed():
         data.denoising(0)
 
 
-# ------------------------------------------------------------------------- spot the bug
-
-class ArticleResidualBlock(nn.Module):
-    def __init__(self, in_channels, out_channels, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv1d(in_channels, out_channels, 3, stride=stride, padding=1)
-        self.conv2 = nn.Conv1d(out_channels, out_channels, 3, padding=1)
-        self.bn = nn.BatchNorm1d(out_channels)
-        self.downsample = downsample
-
-    def forward(self, x):
-        residual = x
-        if self.downsample is not None:
-            residual = downsample(residual)  # noqa: F821 -- the published bug
-        out = torch.relu(self.bn(self.conv1(x)))
-        out = self.bn(self.conv2(out))
-        return torch.relu(out + residual)
-
-
-class DownsampleFixedOnly(ArticleResidualBlock):
-    def forward(self, x):
-        residual = x if self.downsample is None else self.downsample(x)
-        out = torch.relu(self.bn(self.conv1(x)))
-        return torch.relu(self.bn(self.conv2(out)) + residual)
-
-
-class ReturnsItsInput(ArticleResidualBlock):
-    def forward(self, x):
-        return x
-
-
-class FixedResidualBlock(ArticleResidualBlock):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.bn2 = nn.BatchNorm1d(self.conv2.out_channels)
-
-    def forward(self, x):
-        residual = x if self.downsample is None else self.downsample(x)
-        out = torch.relu(self.bn(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + residual)
-
-
-class LectureSkipBlock(nn.Module):
-    def __init__(self, in_ch, out_ch, conv2_in=None, halves=(False, False)):
-        super().__init__()
-        self.in_ch, self.out_ch, self.halves = in_ch, out_ch, halves
-        self.conv1 = nn.Conv1d(in_ch, out_ch, 3, padding=1)
-        self.conv2 = nn.Conv1d(in_ch if conv2_in is None else conv2_in, out_ch, 3, padding=1)
-        self.bn1, self.bn2 = nn.BatchNorm1d(out_ch), nn.BatchNorm1d(out_ch)
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = torch.relu(self.bn2(self.conv2(out)))
-        if self.in_ch == self.out_ch:
-            return out + x
-        out = out.clone()
-        if self.halves == (False, False):
-            out[:, self.in_ch, :] += x  # the listing's line: fails
-        if self.halves[0]:
-            out[:, :self.in_ch] += x
-        if self.halves[1]:
-            out[:, self.in_ch:] += x
-        return out
-
-
-def _conv2_fixed(halves):
-    return type("Fixed", (LectureSkipBlock,), {"__init__": lambda self, i, o: LectureSkipBlock.__init__(self, i, o, o, halves)})
-
-
-@pytest.mark.parametrize("check, cls, ok, words", [
-    (exercises.check_downsample_fix, ArticleResidualBlock, False, "self.<name>"),
-    (exercises.check_downsample_fix, DownsampleFixedOnly, True, "correct"),
-    (exercises.check_downsample_fix, ReturnsItsInput, False, "must give (4, 16, 10); got (4, 8, 20)"),
-    (exercises.check_batchnorm_fix, ArticleResidualBlock, False, "one BatchNorm normalizes both"),
-    (exercises.check_batchnorm_fix, DownsampleFixedOnly, False, "one BatchNorm normalizes both"),
-    (exercises.check_batchnorm_fix, FixedResidualBlock, True, "correct"),
-    (exercises.check_conv2_fix, LectureSkipBlock, False, "receives conv1's out_ch"),
-    (exercises.check_conv2_fix, _conv2_fixed((True, True)), True, "correct"),
-    (exercises.check_channel_skip_fix, LectureSkipBlock, False, "raised"),
-    (exercises.check_channel_skip_fix, _conv2_fixed((True, False)), False, "first half only"),
-    (exercises.check_channel_skip_fix, _conv2_fixed((False, True)), False, "second half only"),
-    (exercises.check_channel_skip_fix, _conv2_fixed((True, True)), True, "correct"),
-])
-def test_spot_the_bug_checks_reject_the_published_code_and_accept_the_fix(check, cls, ok, words):
-    result = check(cls)
-    assert result.ok is ok and words in result.message, result.message
-
-
-def test_spot_the_bug_checks_on_stubs_and_wrong_kinds():
-    for check in (exercises.check_downsample_fix, exercises.check_batchnorm_fix,
-                  exercises.check_conv2_fix, exercises.check_channel_skip_fix):
-        assert check(None).message.startswith("not done yet")
-        assert "itself (not an instance)" in check(FixedResidualBlock(8, 8)).message

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -129,6 +130,16 @@ def power(matvec, n, absolute=False, normalize=True):
     return matvec(v).norm().item() / v.norm().item() if absolute else (v @ matvec(v)).item() / (v @ v).item()
 
 
+def scaled_distance_of_blocks(blocks, x, absolute=False):
+    total = 0.0
+    for block in blocks:
+        out = block(x).detach()
+        step = (out - x).flatten(1).norm(dim=1)
+        total += (step if absolute else step / x.flatten(1).norm(dim=1)).mean().item()
+        x = out
+    return total
+
+
 def tau(order):
     n = len(order)
     return sum(1 if order[i] < order[j] else -1 for i in range(n) for j in range(i + 1, n)) / (n * (n - 1) / 2)
@@ -140,11 +151,16 @@ CHECKS = [
      [(math.sqrt(1 / 16), "f'(0) = 1/4"), (1 / 64, "without the square root"), (math.sqrt(1 / 64) ** 30, "30 layers")]),
     (exercises.check_adam_step, 1e-4 * 1e-15 / (1e-15 + 1e-8),
      [(1e-4, "ε left out"), (1e-19, "plain gradient descent")]),
-    (exercises.check_path_counts, math.comb,
-     [(lambda n, k: math.comb(n, k - 1) if k else 0, "off by one"), (lambda n, k: 2 ** n, "all 2^n paths"),
-      (lambda n, k: math.comb(n, k) / 2 ** n, "fraction")]),
-    (exercises.check_kendall_tau, tau,
-     [(lambda o: -tau(o), "sign is flipped"), (lambda o: tau(o) * len(o) * (len(o) - 1) / 2, "without dividing")]),
+    (exercises.check_two_branch_paths, lambda n, k: math.comb(n, k) * 2 ** k,
+     [(lambda n, k: math.comb(n, k - 1) * 2 ** (k - 1) if k else 0, "off by one"), (lambda n, k: 3 ** n, "3^n"),
+      (math.comb, "one branch"), (lambda n, k: math.comb(n, k) * 2 ** k / 3 ** n, "fraction"),
+      (lambda n, k: 2 * math.comb(n, k), "doubled the count once"), (lambda n, k: math.comb(2 * n, k), "C(2n, k)"),
+      (lambda n, k: np.int64(math.comb(n, k) * 2 ** k) if n < 20 else 0, "fn(54, 5) is wrong")]),
+    (exercises.check_tau_after_swaps, lambda n, s: 1 - 4 * s / (n * (n - 1)),
+     [(lambda n, s: -(1 - 4 * s / (n * (n - 1))), "sign is flipped"),
+      (lambda n, s: (n * (n - 1) / 2 - s) / (n * (n - 1) / 2), "did not subtract the discordant"),
+      (lambda n, s: (n * (n - 1) // 2 - 2 * s) // (n * (n - 1) // 2), "integer division"),
+      (lambda n, s: n * (n - 1) / 2 - 2 * s, "without dividing")]),
     (lambda f: exercises.check_filter_normalization(f, kind="layer"), layer_norm,
      [(lambda d, w: (d.reshape(len(d), -1) * (w.reshape(len(w), -1).norm(dim=1)
                                                / d.reshape(len(d), -1).norm(dim=1))[:, None]).reshape(d.shape),
@@ -154,20 +170,15 @@ CHECKS = [
      [(layer_norm, "whole tensors"), (lambda d, w: w, "returned w's filters")]),
     (exercises.check_power_iteration, power,
      [(lambda m, n: power(m, n, absolute=True), "wrong sign"), (lambda m, n: power(m, n, normalize=False), "blows up")]),
-    (exercises.check_scaled_perturbation,
-     lambda a, b: (b.flatten(1) - a.flatten(1)).norm(dim=1) / a.flatten(1).norm(dim=1),
-     [(lambda a, b: (b - a).norm() / a.norm(), "one ratio for the whole batch"),
-      (lambda a, b: (b.flatten(1) - a.flatten(1)).norm(dim=1), "absolute perturbation"),
-      (lambda a, b: (b.flatten(1) - a.flatten(1)).norm(dim=1) / b.flatten(1).norm(dim=1), "divided by |x_out|"),
-      (lambda a, b: (b - a).norm(dim=2).mean(1) / a.norm(dim=2).mean(1), "per channel")]),
-    (exercises.check_scaled_distance,
-     lambda st: sum(((b - a).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1)).mean().item()
-                    for a, b in zip(st, st[1:])),
-     [(lambda st: sum(((b - a).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1)).mean().item()
-                      for a, b in zip(st, st[1:])) / (len(st) - 1), "mean over the blocks"),
-      (lambda st: sum((b - a).flatten(1).norm(dim=1).mean().item() for a, b in zip(st, st[1:])), "absolute distance")]),
+    (exercises.check_scaled_distance, scaled_distance_of_blocks,
+     [(lambda bs, x: scaled_distance_of_blocks(bs, x) / len(bs), "mean over the blocks"),
+      (lambda bs, x: scaled_distance_of_blocks(bs[:-1], x), "left out the last block"),
+      (lambda bs, x: scaled_distance_of_blocks(bs, x, absolute=True), "absolute distance"),
+      (lambda bs, x: torch.tensor(scaled_distance_of_blocks(bs, x)), "correct"),
+      (lambda bs, x: np.float32(scaled_distance_of_blocks(bs, x)), "correct")]),
     (lambda v: exercises.check_stopping_rule(v, 2.35, 0.05), 47,
-     [(48, "one too many"), (46, "too few"), (0.1175, "whole number")]),
+     [(48, "one too many"), (46, "too few"), (0.1175, "whole number"), (np.int64(47), "correct"),
+      (torch.tensor(47), "correct"), (np.float32(47.0), "correct")]),
     (exercises.check_mean_abs_weight, math.sqrt(2 / 64) * math.sqrt(2 / math.pi),
      [(math.sqrt(2 / 64), "standard deviation"), (1 / 16, "PyTorch's default"), (2 / 64, "variance")]),
 ]
@@ -178,7 +189,7 @@ def test_each_check_accepts_the_answer_names_the_mistakes_and_spots_the_stub(che
     assert check(right).ok
     for answer, words in wrong:
         result = check(answer)
-        assert not result.ok and words in result.message, result.message
+        assert result.ok is (words == "correct") and words in result.message, result.message
     answer_is_a_function = callable(right)
     result = check(stub if answer_is_a_function else None)
     assert not result.ok and result.message.startswith("not done yet")
@@ -195,7 +206,7 @@ def test_a_check_never_prints_the_reference_answer(check, right, wrong):
 
 @pytest.mark.parametrize("bad", [None, 3, "f", torch.zeros(3), [1, 2]])
 def test_a_check_handed_the_wrong_kind_of_thing_says_what_it_expected(bad):
-    for check in (exercises.check_path_counts, exercises.check_kendall_tau, exercises.check_power_iteration,
+    for check in (exercises.check_two_branch_paths, exercises.check_tau_after_swaps, exercises.check_power_iteration,
                   exercises.check_filter_normalization):
         result = check(bad)
         assert not result.ok and len(result.message.splitlines()) == 1
@@ -204,5 +215,5 @@ def test_a_check_handed_the_wrong_kind_of_thing_says_what_it_expected(bad):
         if bad is None:
             continue
         result = check(bad)
-        assert not result.ok and ("must be a number" in result.message or "is not right" in result.message
+        assert not result.ok and ("must be a number" in result.message or "must be one number" in result.message or "is not right" in result.message
                                   or "too" in result.message or "sign" in result.message)

@@ -11,7 +11,9 @@ figures' code, widgets, checks — is left as it is. The result is deterministic
 gives byte-identical files.
 
 --execute runs every student copy in FAST mode and fails unless the only errors are the stubs'
-NotImplementedError.
+NotImplementedError, and unless the copy gives nothing away: no output of a student copy may
+carry a check's verdict other than "not done yet" (a verdict on a published answer would show
+the answer's diagnosis), nor any feedback message printed by the reference's check cells.
 """
 
 from __future__ import annotations
@@ -66,12 +68,51 @@ def execute(path: Path) -> list[str]:
     return [p.removeprefix("PROBLEM ") for p in problems]
 
 
+def _output_text(cell: nbformat.NotebookNode) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        parts.append(o.get("text", ""))
+        for key in ("text/plain", "text/html"):
+            parts.append(o.get("data", {}).get(key, ""))
+    return "\n".join("".join(p) if isinstance(p, list) else p for p in parts)
+
+
+def _check_messages(reference: nbformat.NotebookNode) -> list[str]:
+    """The feedback lines the reference's check cells printed (without the ✅/❌ mark)."""
+    found = []
+    for cell in reference.cells:
+        if cell.cell_type == "code" and "exercises.check_" in cell.source:
+            for line in _output_text(cell).splitlines():
+                line = line.strip().strip("'\"")
+                if line[:1] in "✅❌" and len(line) > 20:
+                    found.append(line[1:].strip())
+    return found
+
+
+def leaks(copy: nbformat.NotebookNode, reference: nbformat.NotebookNode) -> list[str]:
+    """What an executed student copy gives away: verdicts other than "not done yet", and any
+    feedback message of the reference's check cells."""
+    problems = []
+    messages = _check_messages(reference)
+    for i, cell in enumerate(copy.cells):
+        text = _output_text(cell)
+        for line in text.splitlines():
+            line = line.strip().strip("'\"")
+            if line[:1] in "✅❌" and "not done yet" not in line:
+                problems.append(f"cell {i} prints a verdict on a published answer: {line[:80]}")
+        problems += [f"cell {i} prints the reference's feedback: {m[:80]}" for m in messages if m in text]
+    return problems
+
+
 def _run_one(path: Path) -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    reference = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+    for problem in leaks(nb, reference):
+        print(f"PROBLEM {path.name} {problem}")
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []):
             if o.output_type == "error" and not (o.ename == "NotImplementedError"

@@ -69,3 +69,17 @@ def test_every_check_says_not_done_yet_to_the_stub(path):
     for solution, check in pairs:
         result = run_exercise(solution, check)
         assert not result.ok and result.message.startswith("not done yet"), (check.source, result)
+
+
+def test_a_copy_that_prints_a_verdict_or_the_references_feedback_is_caught():
+    reference = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("exercises.check_x(Answer)")])
+    reference.cells[0].outputs = [nbformat.v4.new_output("stream", text="❌ the input reaches only the first half\n")]
+    copy = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(check(Published))"),
+                                           nbformat.v4.new_code_cell("exercises.check_x(Answer)")])
+    copy.cells[0].outputs = [nbformat.v4.new_output("stream", text="❌ the input reaches only the first half\n")]
+    copy.cells[1].outputs = [nbformat.v4.new_output("stream", text="❌ not done yet: Answer is still the stub\n")]
+    problems = student.leaks(copy, reference)
+    assert any("verdict on a published answer" in p for p in problems)
+    assert any("reference's feedback" in p for p in problems)
+    copy.cells[0].outputs = []
+    assert student.leaks(copy, reference) == []

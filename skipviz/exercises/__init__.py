@@ -1,0 +1,41 @@
+"""Automatic feedback for the notebooks' exercises, one module per notebook over one feedback
+core (`feedback`): each check calls a student's answer — a number, a function or a class — and
+compares what it does with a reference (a class: with the same weights, in train and eval mode,
+through backward()); it never reads the source. It returns a CheckResult whose one line says
+that the answer is right or names the mistake; the stub gets "not done yet"; no check prints
+the reference answer.
+
+| notebook | checks |
+|---|---|
+| 01 | check_glorot_factor, check_adam_step |
+| 02 | check_block |
+| 03 | check_two_branch_paths, check_tau_after_swaps |
+| 04 | check_filter_normalization, check_power_iteration |
+| 05 | check_mean_abs_weight (and 01's check_glorot_factor) |
+| 06 | check_scaled_distance, check_stopping_rule |
+| 07 | check_residual_block, check_skip_block, check_highway_layer, check_dense_block, check_unet_level |
+"""
+
+from .feedback import CheckResult
+from .nb01 import check_adam_step, check_glorot_factor
+from .nb02 import check_block
+from .nb03 import check_tau_after_swaps, check_two_branch_paths
+from .nb04 import check_filter_normalization, check_power_iteration
+from .nb05 import check_mean_abs_weight
+from .nb06 import check_scaled_distance, check_stopping_rule
+from .nb07 import (
+                   UNetLevelBase,
+                   check_dense_block,
+                   check_highway_layer,
+                   check_residual_block,
+                   check_skip_block,
+                   check_unet_level,
+                   dense_layers,
+)
+
+__all__ = [
+    "CheckResult", "check_glorot_factor", "check_adam_step", "check_block", "check_two_branch_paths",
+    "check_tau_after_swaps", "check_filter_normalization", "check_power_iteration", "check_mean_abs_weight",
+    "check_scaled_distance", "check_stopping_rule", "check_residual_block", "check_skip_block",
+    "check_highway_layer", "check_dense_block", "check_unet_level", "UNetLevelBase", "dense_layers",
+]

@@ -1,0 +1,102 @@
+"""Checks for notebook 03 (unraveled ensembles): counting the paths through blocks with two
+branches (exercise 1) and Kendall's τ of a nearly sorted order (exercise 2). Neither is a
+function the package provides: the notebook derives the one-branch count and computes τ by
+brute force, the exercises ask for the next step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from .feedback import CheckResult, call_number
+
+
+def _first_wrong(got: dict, right: Callable, cases) -> tuple | None:
+    return next((c for c in cases if not math.isclose(got[c], right(*c), rel_tol=1e-9, abs_tol=1e-12)), None)
+
+
+def check_two_branch_paths(fn: object) -> CheckResult:
+    """Your fn(n, k): the number of paths of length k through n blocks, each block holding two
+    parallel branches beside its skip, y = x + f(x) + g(x) (notebook 03, exercise 1). A path of
+    length k goes through a branch in k blocks: C(n, k) 2^k. Tested for 0 <= k <= n <= 12 and n = 54."""
+    cases = [(n, k) for n in range(13) for k in range(n + 1)] + [(54, 5), (54, 27)]
+
+    def right(n, k):
+        return math.comb(n, k) * 2 ** k
+
+    wrong: dict[str, Callable[[int, int], float]] = {
+        "that is C(n, k), the count for blocks with one branch: each of the k blocks a path goes "
+        "through offers two branches to choose from": lambda n, k: math.comb(n, k),
+        "that is 3^n, the number of all paths; the question asks for those of length k":
+            lambda n, k: 3 ** n,
+        "you doubled the count once, C(n, k)·2; the choice of branch is made in each of the k blocks":
+            lambda n, k: 2 * math.comb(n, k),
+        "that is C(2n, k): it treats the 2n branches as independent, but a path can take at most one "
+        "branch per block": lambda n, k: math.comb(2 * n, k),
+        "your counts are off by one in k: a path of length k takes a branch in k of the n blocks":
+            lambda n, k: math.comb(n, k - 1) * 2 ** (k - 1) if k else 0,
+        "that is the fraction of the paths, C(n, k) 2^k / 3^n; the question asks for their number":
+            lambda n, k: math.comb(n, k) * 2 ** k / 3 ** n,
+        "you counted ordered choices (n!/(n-k)!); the order of the blocks is fixed":
+            lambda n, k: math.perm(n, k) * 2 ** k,
+    }
+    got = {}
+    for n, k in cases:
+        out, problem = call_number(fn, "your function", f"fn({n}, {k})", n, k)
+        if problem is not None:
+            return problem
+        got[n, k] = out
+    if _first_wrong(got, right, cases) is None:
+        return CheckResult(True, "correct: your counts match for every n up to 12 and for n = 54.")
+    for hint, count in wrong.items():
+        if _first_wrong(got, count, cases) is None:
+            return CheckResult(False, hint)
+    n, k = _first_wrong(got, right, cases)
+    if n <= 12 and all(sum(got[m, j] for j in range(m + 1)) == 3 ** m for m in range(13)):
+        return CheckResult(False, "your counts add up to 3^n paths but are split wrongly over the lengths: "
+                                  "choose the k blocks (C(n, k)), then a branch in each (2^k)")
+    return CheckResult(False, f"fn({n}, {k}) is wrong (the first case that fails); count the paths "
+                              f"of {n} blocks by hand for that k")
+
+
+def check_tau_after_swaps(fn: object) -> CheckResult:
+    """Your fn(n, s): Kendall's τ between 0..n-1 and the order made from it by s swaps of
+    neighbours that share no block, (0 1)(2 3)... (notebook 03, exercise 2). Each swap makes
+    exactly one discordant pair: τ = (P - 2s) / P = 1 - 4s / (n(n-1)), P = n(n-1)/2 pairs.
+    Tested for n up to 60 and every s <= n/2."""
+    cases = [(n, s) for n in (2, 3, 4, 5, 8, 11, 20, 54, 60) for s in range(n // 2 + 1)]
+
+    def right(n, s):
+        return 1 - 4 * s / (n * (n - 1))
+
+    wrong = {
+        "you did not subtract the discordant pairs: τ = (concordant - discordant) / pairs":
+            lambda n, s: (n * (n - 1) / 2 - s) / (n * (n - 1) / 2),
+        "you divided by n² instead of by the number of pairs n(n-1)/2":
+            lambda n, s: (n * (n - 1) / 2 - 2 * s) / n ** 2,
+        "you return concordant - discordant without dividing by the number of pairs n(n-1)/2":
+            lambda n, s: n * (n - 1) / 2 - 2 * s,
+        "the sign is flipped: an unchanged order (s = 0) must give +1": lambda n, s: -right(n, s),
+        "you counted each swap as moving one block past all the others; a swap of neighbours changes "
+        "the order of one pair only": lambda n, s: 1 - 4 * s * (n - 1) / (n * (n - 1)),
+    }
+    got = {}
+    for n, s in cases:
+        out, problem = call_number(fn, "your function", f"fn({n}, {s})", n, s)
+        if problem is not None:
+            return problem
+        got[n, s] = out
+    if _first_wrong(got, right, cases) is None:
+        return CheckResult(True, "correct: your τ matches for every n and number of swaps tested.")
+    for hint, tau in wrong.items():
+        if _first_wrong(got, tau, cases) is None:
+            return CheckResult(False, hint)
+    if all(float(v).is_integer() for v in got.values()) and any(
+            not right(*c).is_integer() for c in cases):
+        return CheckResult(False, "every value you return is a whole number: integer division (//) "
+                                  "rounds the ratio; divide with /")
+    if any(got[n, 0] != 1 for n, _ in cases):
+        return CheckResult(False, "with no swap (s = 0) the order is unchanged and τ must be 1")
+    n, s = _first_wrong(got, right, cases)
+    return CheckResult(False, f"fn({n}, {s}) is wrong (the first case that fails): count the "
+                              "discordant pairs one swap of neighbours makes")

@@ -1,0 +1,98 @@
+"""Checks for notebook 06 (perturbation from identity): the scaled distance of a section run
+block by block (exercise 1), the stopping rule by hand (exercise 2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._validation import check_number as _check_arg
+from .._validation import check_seed
+from .feedback import CheckResult, as_number, call_number
+
+
+def check_stopping_rule(value: object, scaled_distance: float, eps: float) -> CheckResult:
+    """Your number of blocks for a section of scaled distance d with tolerance eps: Hauser's
+    L = ceil(d / eps) (notebook 06, exercise 2). Accepts any whole number (int, numpy, torch)."""
+    from ..perturbation import stopping_rule
+
+    scaled_distance = _check_arg("scaled_distance", scaled_distance, 0, strict=True)
+    eps = _check_arg("eps", eps, 0, strict=True)
+    right = stopping_rule(scaled_distance, eps)
+    number, problem = as_number(value, "blocks_needed")
+    if problem is not None:
+        return problem
+    if number != int(number):
+        return CheckResult(False, f"blocks_needed must be a whole number of blocks; got {number:g}")
+    number = int(number)
+    if number == right:
+        return CheckResult(True, f"correct: {number} blocks.")
+    if number == right + 1 and math.isclose(scaled_distance / eps, round(scaled_distance / eps)):
+        return CheckResult(False, f"{number} is one too many: d / eps is a whole number here, and ceil "
+                                  "leaves a whole number as it is (in floats the quotient may show a tiny excess)")
+    if number in (math.floor(scaled_distance * eps), math.ceil(scaled_distance * eps)):
+        return CheckResult(False, "you multiplied by eps; the rule divides: L = ceil(d / eps)")
+    word = "too many" if number > right else "too few"
+    return CheckResult(False, f"{number} blocks is {word}: L = ceil(d_scaled / eps)")
+
+
+class _Block(nn.Module):
+    """A residual block x + 0.2 tanh(W x) on (batch, 2, 6) states, for the check."""
+
+    def __init__(self, generator: torch.Generator):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(12, 12, generator=generator) / 12 ** 0.5)
+
+    def forward(self, x):
+        return x + 0.2 * torch.tanh(x.flatten(1) @ self.weight.T).view_as(x)
+
+
+def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
+    """Your scaled_distance(blocks, x) -> float: run x (batch, ...) through the blocks (callables)
+    in order and return d_scaled = sum over blocks of the per-example |x_(l+1) - x_l| / |x_l|,
+    averaged over the examples (notebook 06, exercise 1). Tested on a section of 4 blocks."""
+    seed = check_seed("seed", seed)
+    g = torch.Generator().manual_seed(seed)
+    blocks = nn.ModuleList(_Block(g) for _ in range(4))
+    x = torch.randn(5, 2, 6, generator=g) * torch.arange(1.0, 6.0).view(5, 1, 1)
+    with torch.no_grad():
+        states = [x]
+        for block in blocks:
+            states.append(block(states[-1]))
+    flat = [s.flatten(1) for s in states]
+    steps = [(b - a).norm(dim=1) for a, b in zip(flat, flat[1:])]
+    ratios = [(st / a.norm(dim=1)).mean().item() for st, a in zip(steps, flat)]
+    right = sum(ratios)
+    before = [p.detach().clone() for p in blocks.parameters()]
+    value, problem = call_number(fn, "scaled_distance", "scaled_distance(blocks, x)", blocks, x.clone())
+    if problem is not None:
+        return problem
+    if any(not torch.equal(a, b) for a, b in zip(before, blocks.parameters())):
+        return CheckResult(False, "your function changed the blocks' weights; only run them forward")
+    mistakes = {
+        "that is the mean over the blocks, d_scaled / L: sum them instead": right / len(blocks),
+        "you left out the last block: the section's L blocks give L steps, x_0 -> x_1 ... x_(L-1) -> x_L":
+            sum(ratios[:-1]),
+        "you left out the first block: the first step is x_0 -> x_1": sum(ratios[1:]),
+        "that is the absolute distance d: divide each step by |x_l| first":
+            sum(st.mean().item() for st in steps),
+        "you took one ratio of the whole batch's norms per block; average the per-example ratios":
+            sum(((b - a).norm() / a.norm()).item() for a, b in zip(flat, flat[1:])),
+        "you divided by |x_(l+1)|; each step is measured against the block's input |x_l|":
+            sum((st / b.norm(dim=1)).mean().item() for st, b in zip(steps, flat[1:])),
+        "you measured every block against the section's input x_0; each step is |x_(l+1) - x_l| / |x_l|":
+            sum(((b - flat[0]).norm(dim=1) / flat[0].norm(dim=1)).mean().item() for b in flat[1:]),
+        "that is |x_L - x_0| / |x_0|, the net displacement; d_scaled adds up every step's size":
+            ((flat[-1] - flat[0]).norm(dim=1) / flat[0].norm(dim=1)).mean().item(),
+    }
+    value_ok, _ = as_number(value, "d_scaled")
+    if abs(value_ok - right) <= 1e-4 * right:
+        return CheckResult(True, f"correct: d_scaled = {value_ok:.3g}.")
+    for hint, wrong in mistakes.items():
+        if abs(value_ok - wrong) <= 1e-4 * abs(wrong):
+            return CheckResult(False, f"d_scaled = {value_ok:.3g} is not right: {hint}")
+    word = "too large" if value_ok > right else "too small"
+    return CheckResult(False, f"d_scaled = {value_ok:.3g} is {word} and matches none of the usual mistakes: "
+                              "print each block's ratio per example and check one by hand")

@@ -1,0 +1,399 @@
+"""Checks for notebook 07 (beyond addition).
+
+Exercises 1-2 (spot the bug): the article's ResidualBlock and the lecture's SkipBlock, fixed.
+Exercises 3-5: a highway layer with its gate bias, a dense block's forward pass, one U-Net level
+with its long skip. Every check builds the student's class, gives a reference the same weights
+(`feedback.compare_modules`) and compares the two in train and eval mode and through backward();
+a wrong answer is named by the typical mistake that behaves like it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .feedback import (
+    CheckResult,
+    build,
+    call,
+    compare_modules,
+    first_mistake,
+    keeps_random_state,
+    not_done,
+    nudged,
+)
+
+
+def _input(*shape: int, seed: int = 11) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 1.5 + 0.2
+
+
+# ---------------------------------------------------------------------------- exercise 1
+
+
+class _ResidualBlock(nn.Module):
+    """The article's block as meant, and its typical wrong fixes (`mistake`)."""
+
+    def __init__(self, in_channels, out_channels, stride=1, downsample=None, mistake=None):
+        super().__init__()
+        self.mistake = mistake
+        self.conv1 = nn.Conv1d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm1d(out_channels)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, 3, padding=1)
+        self.bn2 = self.bn1 if mistake == "shared" else nn.BatchNorm1d(out_channels)
+        self.downsample = downsample
+
+    def forward(self, x):
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.bn1(self.conv1(x))
+        out = out if self.mistake == "no inner relu" else torch.relu(out)
+        if self.mistake == "bn on shortcut":
+            out = self.conv2(out)
+            residual = self.bn2(residual)
+        else:
+            out = self.bn2(self.conv2(out))
+        if self.mistake == "no skip":
+            return torch.relu(out)
+        out = out + residual
+        return out if self.mistake == "no final relu" else torch.relu(out)
+
+
+RESIDUAL_MISTAKES = {
+    "shared": "one BatchNorm still normalizes both convolutions: give each convolution its own",
+    "no inner relu": "the ReLU between the two convolutions is missing: relu(bn1(conv1(x)))",
+    "bn on shortcut": "the second BatchNorm sits on the shortcut; it belongs after conv2, on the branch",
+    "no final relu": "the ReLU after the addition is missing: the article's block ends with relu(out + residual)",
+    "no skip": "the shortcut is gone: the block must return relu(out + residual)",
+}
+
+
+def _downsampler() -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        return nn.Sequential(nn.Conv1d(8, 16, 1, stride=2), nn.BatchNorm1d(16))
+
+
+@keeps_random_state
+def check_residual_block(cls: object) -> CheckResult:
+    """The article's ResidualBlock(in_channels, out_channels, stride=1, downsample=None) with both
+    bugs fixed: the shortcut uses self.downsample, and each convolution has its own BatchNorm.
+    Compared with the block as meant, with the same weights, once with the same channels and once
+    halving the length and doubling the channels through a downsampler."""
+    name = "ResidualBlock"
+    if cls is None or cls is Ellipsis:
+        return not_done(name)
+    for args, x in (((8, 16, 2), _input(6, 8, 20)), ((8, 8), _input(6, 8, 20))):
+        down = _downsampler() if len(args) == 3 else None
+        block, problem = build(cls, name, *args, downsample=down)
+        if problem is not None:
+            return problem
+        block = nudged(block, [down] if down else [])
+        differs, _, problem = compare_modules(block, _ResidualBlock(*args, downsample=down), [x], name,
+                                              [down] if down else [])
+        if problem is not None:
+            if "NameError" in problem.message and "downsample" in problem.message:
+                return CheckResult(False, "forward still reads the name `downsample`: inside forward the "
+                                          "downsampler is self.downsample")
+            if down is not None and "must match the size" in problem.message:
+                return CheckResult(False, "with a downsampler the shortcut must be self.downsample(x); "
+                                          f"yours does not match the branch's shape ({problem.message})")
+            return problem
+        if differs is None:
+            continue
+        where = "with the same channels" if down is None else "with a downsampler (8 -> 16 channels, stride 2)"
+        mistakes = {message: (lambda m=m, a=args, d=down: _ResidualBlock(*a, downsample=d, mistake=m))
+                    for m, message in RESIDUAL_MISTAKES.items()}
+        known = first_mistake(block, mistakes, [x], name, [down] if down else [])
+        if known:
+            return CheckResult(False, known)
+        return CheckResult(False, f"{where}, {differs} from the block as meant (same weights), and it "
+                                  "matches none of the usual mistakes: compare your forward line by line with "
+                                  "the published one")
+    return CheckResult(True, "correct: the shortcut uses self.downsample and each convolution has its own "
+                             "BatchNorm; same outputs and gradients as the block as meant, in train and eval mode.")
+
+
+# ---------------------------------------------------------------------------- exercise 2
+
+
+class _SkipBlock(nn.Module):
+    """The lecture's SkipBlock as meant (`mistake` for the typical wrong fixes)."""
+
+    def __init__(self, in_ch, out_ch, mistake=None):
+        super().__init__()
+        self.in_ch, self.out_ch, self.mistake = in_ch, out_ch, mistake
+        self.conv1 = nn.Conv1d(in_ch, out_ch, 3, padding=1)
+        self.conv2 = nn.Conv1d(out_ch, out_ch, 3, padding=1)
+        self.bn1, self.bn2 = nn.BatchNorm1d(out_ch), nn.BatchNorm1d(out_ch)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        m = self.mistake
+        if m != "relu after sum":
+            out = torch.relu(out)
+        if self.in_ch == self.out_ch:
+            skip = x
+        else:
+            zeros = torch.zeros_like(x)
+            skip = {"first half": torch.cat([x, zeros], 1), "second half": torch.cat([zeros, x], 1),
+                    "twice first": torch.cat([2 * x, zeros], 1),
+                    "interleaved": torch.repeat_interleave(x, 2, dim=1)}.get(m, torch.cat([x, x], 1))
+        if m == "no skip":
+            return out
+        out = out + skip
+        return torch.relu(out) if m == "relu after sum" else out
+
+
+SKIP_MISTAKES = {
+    "first half": "the input reaches only the first half of the doubled channels; add it to out[:, in_ch:] too",
+    "second half": "the input reaches only the second half of the doubled channels; add it to out[:, :in_ch] too",
+    "twice first": "the input is added twice to the first half; the second copy belongs to out[:, in_ch:]",
+    "interleaved": "each input channel is repeated side by side (repeat_interleave); the doubled channels "
+                   "are [x, x]: torch.cat([x, x], dim=1)",
+    "no skip": "the block has no skip connection left",
+    "relu after sum": "the ReLU now comes after the addition; the lecture's block adds the input after its last ReLU",
+}
+
+
+@keeps_random_state
+def check_skip_block(cls: object) -> CheckResult:
+    """The lecture's SkipBlock(in_ch, out_ch) with both bugs fixed: conv2 reads conv1's out_ch
+    channels, and with out_ch = 2 in_ch the input is added to both halves of the channels.
+    Compared with the block as meant, with the same weights, for in_ch = out_ch = 8 and 8 -> 16."""
+    name = "SkipBlock"
+    if cls is None or cls is Ellipsis:
+        return not_done(name)
+    for args in ((8, 8), (8, 16)):
+        x = _input(6, 8, 20)
+        block, problem = build(cls, name, *args)
+        if problem is not None:
+            return problem
+        block = nudged(block)
+        differs, _, problem = compare_modules(block, _SkipBlock(*args), [x], name)
+        if problem is not None:
+            if "to have 8 channels, but got 16" in problem.message:
+                return CheckResult(False, "conv2 is built for in_ch channels, but it receives conv1's out_ch: "
+                                          "build it as Conv1d(out_ch, out_ch, ...)")
+            return problem
+        if differs is None:
+            continue
+        mistakes = {message: (lambda m=m, a=args: _SkipBlock(*a, mistake=m)) for m, message in SKIP_MISTAKES.items()}
+        known = first_mistake(block, mistakes, [x], name)
+        if known:
+            return CheckResult(False, known)
+        return CheckResult(False, f"for SkipBlock{args}, {differs} from the block as meant (same weights), "
+                                  "and it matches none of the usual mistakes")
+    return CheckResult(True, "correct: conv2 reads out_ch channels and the input reaches both halves of the "
+                             "doubled channels; same outputs and gradients as the block as meant.")
+
+
+# ---------------------------------------------------------------------------- exercise 3
+
+
+class _Highway(nn.Module):
+    def __init__(self, width, gate_bias=-2.0, mistake=None):
+        super().__init__()
+        self.transform, self.gate = nn.Linear(width, width), nn.Linear(width, width)
+        self.mistake = mistake
+
+    def forward(self, x):
+        m = self.mistake
+        t = self.gate(x) if m == "no sigmoid" else torch.sigmoid(self.gate(x))
+        h = self.transform(x) if m == "no relu" else torch.relu(self.transform(x))
+        if m == "carry t":
+            return t * h + t * x
+        if m == "swapped":
+            return (1 - t) * h + t * x
+        if m == "residual":
+            return h + x
+        return t * h + (1 - t) * x
+
+
+HIGHWAY_MISTAKES = {
+    "carry t": "the carry is weighted by T; it is weighted by 1 - T, so that T decides between transform and carry",
+    "swapped": "transform and carry are swapped: y = T H(x) + (1 - T) x, so T near 0 carries the input",
+    "no sigmoid": "the gate is not squashed: T = sigmoid(W_T x + b_T), between 0 and 1",
+    "no relu": "H has no ReLU: H(x) = relu(W_H x + b_H)",
+    "residual": "that is a residual layer, H(x) + x: the gate T is missing",
+}
+
+
+@keeps_random_state
+def check_highway_layer(cls: object) -> CheckResult:
+    """Your HighwayLayer(width, gate_bias=-2.0): y = T H(x) + (1 - T) x with H(x) = relu(W_H x + b_H)
+    and T = sigmoid(W_T x + b_T), b_T starting at gate_bias. Compared with the reference (same
+    weights, train and eval mode, gradients), then the gate's starting bias is read."""
+    name = "HighwayLayer"
+    block, problem = build(cls, name, 12, gate_bias=-3.0)
+    if problem is not None:
+        return problem
+    x = _input(10, 12)
+    reference = _Highway(12)
+    differs, pairing, problem = compare_modules(block, reference, [x], name)
+    if problem is not None:
+        return problem
+    if differs is not None:
+        mistakes = {message: (lambda m=m: _Highway(12, mistake=m)) for m, message in HIGHWAY_MISTAKES.items()}
+        known = first_mistake(block, mistakes, [x], name)
+        return CheckResult(False, known or f"{differs} from T H(x) + (1 - T) x (same weights), and it matches "
+                                           "none of the usual mistakes")
+    gate = next(student for student, ref in pairing if ref is reference.gate)
+    if not torch.allclose(gate.bias.detach().float(), torch.full((12,), -3.0)):
+        return CheckResult(False, "the gate's bias does not start at gate_bias (HighwayLayer(12, gate_bias=-3.0) "
+                                  "starts elsewhere): nn.init.constant_(<gate layer>.bias, gate_bias)")
+    return CheckResult(True, "correct: T H(x) + (1 - T) x with the gate's bias starting at gate_bias; same "
+                             "outputs and gradients as the reference.")
+
+
+# ---------------------------------------------------------------------------- exercise 4
+
+
+class _FunctionBlock(nn.Module):
+    """Wraps fn(x, layers) as a module, so a function is compared like a module."""
+
+    def __init__(self, fn, layers: nn.ModuleList):
+        super().__init__()
+        self.fn, self.layers = fn, layers
+
+    def forward(self, x):
+        return self.fn(x, self.layers)
+
+
+def _dense_reference(x, layers, mistake=None):
+    features = [x]
+    for layer in layers:
+        if mistake == "newest first":
+            features.append(layer(torch.cat(features[::-1], dim=1)))
+        else:
+            features.append(layer(torch.cat(features, dim=1)))
+    if mistake == "no input":
+        return torch.cat(features[1:], dim=1)
+    if mistake == "last only":
+        return features[-1]
+    return torch.cat(features[::-1] if mistake == "newest first" else features, dim=1)
+
+
+def dense_layers(k0: int = 4, growth: int = 3, n: int = 3, seed: int = 0) -> nn.ModuleList:
+    """n layers of a dense block (BatchNorm, ReLU, 3-tap convolution to `growth` channels); layer
+    l reads k0 + l * growth channels (l = 0, 1, ...). For the check and the notebook's exercise."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.ModuleList(nn.Sequential(nn.BatchNorm1d(k0 + j * growth), nn.ReLU(),
+                                           nn.Conv1d(k0 + j * growth, growth, 3, padding=1))
+                             for j in range(n))
+
+
+DENSE_MISTAKES = {
+    "no input": "the block's input is missing from its output: return the concatenation of x and every layer's output",
+    "last only": "that is the last layer's output alone; a dense block returns every feature map, concatenated",
+    "newest first": "the feature maps are concatenated newest first; keep the order [x, x_1, ..., x_l] that the "
+                    "layers' weights expect",
+}
+
+
+@keeps_random_state
+def check_dense_block(fn: object) -> CheckResult:
+    """Your dense_block(x, layers): x (batch, k0, length); layer l reads the concatenation of x and
+    all earlier layers' outputs along the channels, and the block returns x and every output
+    concatenated, (batch, k0 + n growth, length). Compared with the reference on the same layers."""
+    name = "dense_block"
+    if fn is None or fn is Ellipsis:
+        return not_done(name)
+    if not callable(fn):
+        return CheckResult(False, f"pass your function {name} itself; got {type(fn).__name__}")
+    layers = dense_layers()
+    layers = nudged(layers)
+    x = _input(6, 4, 10)
+    received: list[int] = []
+    hooks = [layer.register_forward_pre_hook(lambda m, inputs: received.append(inputs[0].shape[1]))
+             for layer in layers]
+    try:
+        _, problem = call(fn, name, x.clone(), layers)
+    finally:
+        for h in hooks:
+            h.remove()
+    if problem is not None:
+        wrong = next((j for j, c in enumerate(received) if c != 4 + 3 * j), None)
+        if wrong is not None:
+            return CheckResult(False, f"layer {wrong + 1} received the wrong number of channels ({received[wrong]}): "
+                                      "layer l reads the concatenation of x and every earlier layer's output")
+        return problem
+    student = _FunctionBlock(fn, layers)
+    differs, _, problem = compare_modules(student, _FunctionBlock(_dense_reference, dense_layers()), [x], name)
+    if problem is not None:
+        return problem
+    if differs is None:
+        return CheckResult(True, "correct: every layer reads all earlier feature maps and the block returns them "
+                                 "all; same outputs and gradients as the reference.")
+    mistakes = {message: (lambda m=m: _FunctionBlock(lambda x, ls, m=m: _dense_reference(x, ls, m), dense_layers()))
+                for m, message in DENSE_MISTAKES.items()}
+    known = first_mistake(student, mistakes, [x], name)
+    return CheckResult(False, known or f"{differs} from the reference on the same layers, and it matches none of "
+                                       "the usual mistakes")
+
+
+# ---------------------------------------------------------------------------- exercise 5
+
+
+class UNetLevelBase(nn.Module):
+    """The layers of a one-level U-Net on (batch, length) signals, for notebook 07's exercise 5:
+    `down` (1 -> c channels at full length), `bottom` (c -> 2c at half length), `upsample`
+    (2c -> c, back to full length), `up` (reads 2c = [upsampled, encoder] channels, gives c),
+    `out` (c -> 1). The forward pass is the exercise."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        c = channels
+        self.down = nn.Sequential(nn.Conv1d(1, c, 3, padding=1), nn.BatchNorm1d(c), nn.ReLU())
+        self.bottom = nn.Sequential(nn.Conv1d(c, 2 * c, 3, padding=1), nn.BatchNorm1d(2 * c), nn.ReLU())
+        self.upsample = nn.ConvTranspose1d(2 * c, c, 2, stride=2)
+        self.up = nn.Sequential(nn.Conv1d(2 * c, c, 3, padding=1), nn.BatchNorm1d(c), nn.ReLU())
+        self.out = nn.Conv1d(c, 1, 1)
+
+
+class _UNetLevel(UNetLevelBase):
+    def __init__(self, channels=8, mistake=None):
+        super().__init__(channels)
+        self.mistake = mistake
+
+    def forward(self, x):
+        skip = self.down(x.unsqueeze(1))
+        y = self.upsample(self.bottom(F.max_pool1d(skip, 2)))
+        if self.mistake == "zeros":
+            skip = torch.zeros_like(skip)
+        merged = torch.cat([skip, y] if self.mistake == "swapped" else [y, skip], dim=1)
+        return self.out(self.up(merged)).squeeze(1)
+
+
+UNET_MISTAKES = {
+    "swapped": "the concatenation is [encoder, upsampled]; `up` was built to read [upsampled, encoder]",
+    "zeros": "the long skip carries zeros: concatenate the encoder's features, down(x), as they are",
+}
+
+
+@keeps_random_state
+def check_unet_level(cls: object) -> CheckResult:
+    """Your UNetLevel (a subclass of UNetLevelBase) with its forward pass: x (batch, length) ->
+    down -> max-pool by 2 -> bottom -> upsample -> concatenate [upsampled, encoder features]
+    -> up -> out -> (batch, length). Compared with the reference on the same weights."""
+    name = "UNetLevel"
+    net, problem = build(cls, name, 8)
+    if problem is not None:
+        return problem
+    net = nudged(net)
+    x = _input(6, 16)
+    differs, _, problem = compare_modules(net, _UNetLevel(8), [x], name)
+    if problem is not None:
+        if "channels" in problem.message:
+            return CheckResult(False, "`up` received the wrong number of channels: it reads the upsampled "
+                                      f"features and the encoder's, concatenated ({problem.message})")
+        return problem
+    if differs is None:
+        return CheckResult(True, "correct: the encoder's features reach the decoder through the long skip; same "
+                                 "outputs and gradients as the reference.")
+    mistakes = {message: (lambda m=m: _UNetLevel(8, mistake=m)) for m, message in UNET_MISTAKES.items()}
+    known = first_mistake(net, mistakes, [x], name)
+    return CheckResult(False, known or f"{differs} from the reference on the same weights, and it matches none "
+                                       "of the usual mistakes")
