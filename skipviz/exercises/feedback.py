@@ -45,7 +45,7 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         # Okabe-Ito bluish green and vermilion, with the mark: the colour is never the only cue.
-        color = "#009E73" if self.ok else "#D55E00"
+        color = "#1e8449" if self.ok else "#b03a2e"
         mark = "✅" if self.ok else "❌"
         return f'<div style="color:{color}">{mark} {html.escape(self.message)}</div>'
 
@@ -299,7 +299,7 @@ def behaviour(module: nn.Module, inputs: Sequence[torch.Tensor], name: str
         try:
             (out * weight).sum().backward()
         except Exception as err:
-            return None, CheckResult(False, f"backward() through {name} raised {_explain(err)}")
+            return None, CheckResult(False, f"backward() through {name} failed: {_explain(err)}")
     grad = xs[0].grad
     try:
         module.eval()

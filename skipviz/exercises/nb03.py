@@ -12,7 +12,7 @@ from .feedback import CheckResult, call_number
 
 
 def _first_wrong(got: dict, right: Callable, cases) -> tuple | None:
-    return next((c for c in cases if not math.isclose(got[c], right(*c), rel_tol=1e-9, abs_tol=1e-12)), None)
+    return next((c for c in cases if not math.isclose(got[c], right(*c), rel_tol=1e-6, abs_tol=1e-9)), None)
 
 
 def check_two_branch_paths(fn: object) -> CheckResult:
@@ -42,7 +42,7 @@ def check_two_branch_paths(fn: object) -> CheckResult:
     }
     got = {}
     for n, k in cases:
-        out, problem = call_number(fn, "your function", f"fn({n}, {k})", n, k)
+        out, problem = call_number(fn, "count_paths", f"fn({n}, {k})", n, k)
         if problem is not None:
             return problem
         got[n, k] = out
@@ -82,7 +82,7 @@ def check_tau_after_swaps(fn: object) -> CheckResult:
     }
     got = {}
     for n, s in cases:
-        out, problem = call_number(fn, "your function", f"fn({n}, {s})", n, s)
+        out, problem = call_number(fn, "tau_after_swaps", f"fn({n}, {s})", n, s)
         if problem is not None:
             return problem
         got[n, s] = out

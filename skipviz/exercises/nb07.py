@@ -107,9 +107,9 @@ def check_residual_block(cls: object) -> CheckResult:
         known = first_mistake(block, mistakes, [x], name, [down] if down else [])
         if known:
             return CheckResult(False, known)
-        return CheckResult(False, f"{where}, {differs} from the block as meant (same weights), and it "
-                                  "matches none of the usual mistakes: compare your forward line by line with "
-                                  "the published one")
+        return CheckResult(False, f"{where}: {differs} (compared with the block as meant, same weights); "
+                                  "it matches none of the usual mistakes: compare your forward line by line "
+                                  "with the published one")
     return CheckResult(True, "correct: the shortcut uses self.downsample and each convolution has its own "
                              "BatchNorm; same outputs and gradients as the block as meant, in train and eval mode.")
 
@@ -183,8 +183,8 @@ def check_skip_block(cls: object) -> CheckResult:
         known = first_mistake(block, mistakes, [x], name)
         if known:
             return CheckResult(False, known)
-        return CheckResult(False, f"for SkipBlock{args}, {differs} from the block as meant (same weights), "
-                                  "and it matches none of the usual mistakes")
+        return CheckResult(False, f"for SkipBlock{args}: {differs} (compared with the block as meant, same "
+                                  "weights); it matches none of the usual mistakes")
     return CheckResult(True, "correct: conv2 reads out_ch channels and the input reaches both halves of the "
                              "doubled channels; same outputs and gradients as the block as meant.")
 
@@ -237,8 +237,8 @@ def check_highway_layer(cls: object) -> CheckResult:
     if differs is not None:
         mistakes = {message: (lambda m=m: _Highway(12, mistake=m)) for m, message in HIGHWAY_MISTAKES.items()}
         known = first_mistake(block, mistakes, [x], name)
-        return CheckResult(False, known or f"{differs} from T H(x) + (1 - T) x (same weights), and it matches "
-                                           "none of the usual mistakes")
+        return CheckResult(False, known or f"{differs} (compared with T H(x) + (1 - T) x, same weights); it "
+                                           "matches none of the usual mistakes")
     gate = next(student for student, ref in pairing if ref is reference.gate)
     if not torch.allclose(gate.bias.detach().float(), torch.full((12,), -3.0)):
         return CheckResult(False, "the gate's bias does not start at gate_bias (HighwayLayer(12, gate_bias=-3.0) "
@@ -330,8 +330,8 @@ def check_dense_block(fn: object) -> CheckResult:
     mistakes = {message: (lambda m=m: _FunctionBlock(lambda x, ls, m=m: _dense_reference(x, ls, m), dense_layers()))
                 for m, message in DENSE_MISTAKES.items()}
     known = first_mistake(student, mistakes, [x], name)
-    return CheckResult(False, known or f"{differs} from the reference on the same layers, and it matches none of "
-                                       "the usual mistakes")
+    return CheckResult(False, known or f"{differs} (compared with the reference on the same layers); it "
+                                       "matches none of the usual mistakes")
 
 
 # ---------------------------------------------------------------------------- exercise 5
@@ -395,5 +395,5 @@ def check_unet_level(cls: object) -> CheckResult:
                                  "outputs and gradients as the reference.")
     mistakes = {message: (lambda m=m: _UNetLevel(8, mistake=m)) for m, message in UNET_MISTAKES.items()}
     known = first_mistake(net, mistakes, [x], name)
-    return CheckResult(False, known or f"{differs} from the reference on the same weights, and it matches none "
-                                       "of the usual mistakes")
+    return CheckResult(False, known or f"{differs} (compared with the reference, same weights); it matches "
+                                       "none of the usual mistakes")
