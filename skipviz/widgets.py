@@ -146,7 +146,7 @@ class FigurePanel(widgets.VBox):
                 message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
                 self.figure.clear()
                 self.figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True,
-                                 color="black" if isinstance(err, ValueError) else "#b03a2e")
+                                 color="black" if isinstance(err, ValueError) else "#D55E00")
             png = figure_png(self.figure)
             if key is not None and self.error is None:
                 self._images[key] = png

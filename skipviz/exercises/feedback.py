@@ -45,7 +45,7 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         # Okabe-Ito bluish green and vermilion, with the mark: the colour is never the only cue.
-        color = "#1e8449" if self.ok else "#b03a2e"
+        color = "#009E73" if self.ok else "#D55E00"
         mark = "✅" if self.ok else "❌"
         return f'<div style="color:{color}">{mark} {html.escape(self.message)}</div>'
 
