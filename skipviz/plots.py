@@ -11,8 +11,15 @@ import matplotlib.pyplot as plt
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-COLORS = {"plain": "#c0392b", "residual": "#2471a3", "theory": "#555555", "conv": "#7d3c98",
-          "v1": "#2471a3", "v2": "#17a589", "preact": "#d68910"}
+# Okabe & Ito's eight colours, told apart with every common colour-vision deficiency. Categories
+# take these; maps take viridis or cividis; greys are for references and faint context.
+OKABE_ITO = {"orange": "#E69F00", "sky blue": "#56B4E9", "bluish green": "#009E73", "yellow": "#F0E442",
+             "blue": "#0072B2", "vermilion": "#D55E00", "reddish purple": "#CC79A7", "black": "#000000"}
+# One meaning per colour in every notebook: plain nets vermilion, residual (V1) nets blue, V2
+# bluish green, pre-activation orange, convolutional reddish purple, theory grey.
+COLORS = {"plain": OKABE_ITO["vermilion"], "residual": OKABE_ITO["blue"], "theory": "#555555",
+          "conv": OKABE_ITO["reddish purple"], "v1": OKABE_ITO["blue"], "v2": OKABE_ITO["bluish green"],
+          "preact": OKABE_ITO["orange"]}
 STYLE = {
     "figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (6.4, 3.6),
     "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,

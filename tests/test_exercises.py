@@ -147,6 +147,11 @@ def tau(order):
 
 # (check, the right answer, [(a typical wrong answer, words the message must contain), ...])
 CHECKS = [
+    (exercises.check_leaky_relu_factor, math.sqrt(1 / 3 * 1.04 / 2),
+     [(math.sqrt(1 / 3 * 1.2 / 2), "averaged the slopes"), (math.sqrt(1 / 6), "plain ReLU"),
+      (1 / 3 * 1.04 / 2, "without the square root"), (math.sqrt(1.04 / 2), "left out n Var[w]"),
+      (math.sqrt(1.04), "He's"), (0.416, "correct"), (np.float32(0.4163), "correct"),
+      (torch.tensor(0.4163, dtype=torch.float64), "correct")]),
     (lambda v: exercises.check_glorot_factor(v, "sigmoid", "small"), math.sqrt(1 / 64),
      [(math.sqrt(1 / 16), "f'(0) = 1/4"), (1 / 64, "without the square root"), (math.sqrt(1 / 64) ** 30, "30 layers")]),
     (exercises.check_adam_step, 1e-4 * 1e-15 / (1e-15 + 1e-8),
@@ -217,3 +222,82 @@ def test_a_check_handed_the_wrong_kind_of_thing_says_what_it_expected(bad):
         result = check(bad)
         assert not result.ok and ("must be a number" in result.message or "must be one number" in result.message or "is not right" in result.message
                                   or "too" in result.message or "sign" in result.message)
+
+
+# ---------------------------------------------------------------------------- notebook 02's blocks with batch norm
+
+
+class _V2BN(nn.Module):
+    """The answer written differently: other names, BatchNorms defined first, float64-safe."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.norm_a, self.norm_b = nn.BatchNorm1d(width), nn.BatchNorm1d(width)
+        self.lin_a, self.lin_b = nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, x):
+        h = torch.relu(self.norm_a(self.lin_a(x)))
+        return nn.functional.relu(self.norm_b(self.lin_b(h))) + x
+
+
+class _PreactBN(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.BatchNorm1d(width), nn.Linear(width, width),
+                                     nn.BatchNorm1d(width), nn.Linear(width, width)])
+
+    def forward(self, x):
+        out = x
+        for i in (0, 2):
+            out = self.layers[i + 1](torch.relu(self.layers[i](out)))
+        out += x                     # in place on a fresh tensor: fine for backward()
+        return out
+
+
+def _variant(block, mistake):
+    from skipviz.exercises.nb02 import _BNBlock
+
+    class Wrong(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.inner = _BNBlock(width, block, mistake)
+
+        def forward(self, x):
+            return self.inner(x)
+    return Wrong
+
+
+@pytest.mark.parametrize("block, cls", [("v2", _V2BN), ("preact", _PreactBN)])
+def test_bn_block_accepts_answers_written_another_way(block, cls):
+    result = exercises.check_bn_block(cls, block=block)
+    assert result.ok, result.message
+
+
+@pytest.mark.parametrize("block, mistake", [(b, m) for b, ms in
+                                            __import__("skipviz.exercises.nb02", fromlist=["BN_MISTAKES"]).BN_MISTAKES.items()
+                                            for m in ms])
+def test_bn_block_names_each_typical_mistake(block, mistake):
+    from skipviz.exercises.nb02 import BN_MISTAKES
+
+    result = exercises.check_bn_block(_variant(block, mistake), block=block)
+    assert not result.ok and result.message == BN_MISTAKES[block][mistake]
+
+
+def test_bn_block_stub_crash_and_missing_layers_each_get_one_line():
+    class Stub(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+
+        def forward(self, x):
+            raise NotImplementedError
+
+    class OneNorm(_V2BN):
+        def forward(self, x):
+            return torch.relu(self.norm_a(self.lin_b(torch.relu(self.norm_a(self.lin_a(x)))))) + x
+
+    assert exercises.check_bn_block(None).message.startswith("not done yet")
+    assert exercises.check_bn_block(Stub).message.startswith("not done yet")
+    message = exercises.check_bn_block(OneNorm).message
+    assert "two nn.BatchNorm1d(8), each used once" in message and "\n" not in message
+    message = exercises.check_bn_block(_V2BN, block="preact").message
+    assert "post-activation order" in message or "matches none" in message

@@ -327,3 +327,46 @@ def test_spot_the_bug_checks_on_instances_and_other_kinds():
                   exercises.check_unet_level):
         assert "not an instance" in check(Fixed(8, 8)).message
         assert "subclass of nn.Module" in check(3).message
+
+
+# ---------------------------------------------------------------------------- answers that only look right
+
+
+class _Highway(nn.Module):
+    def __init__(self, width, gate_bias=-2.0):
+        super().__init__()
+        self.H, self.T, self.gate_bias = nn.Linear(width, width), nn.Linear(width, width), gate_bias
+        nn.init.constant_(self.T.bias, gate_bias)
+
+    def forward(self, x):
+        t = torch.sigmoid(self.T(x))
+        return t * torch.relu(self.H(x)) + (1 - t) * x
+
+
+class _ResetsItsBias(_Highway):
+    def forward(self, x):
+        with torch.no_grad():
+            self.T.bias.fill_(self.gate_bias)       # "starts" at gate_bias on every call
+        return super().forward(x)
+
+
+class _ZeroGateWeights(_Highway):
+    def __init__(self, width, gate_bias=-2.0):
+        super().__init__(width, gate_bias)
+        nn.init.zeros_(self.T.weight)
+
+
+class _NaNs(_Highway):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+@pytest.mark.parametrize("cls, words", [
+    (_ResetsItsBias, "forward changes its own parameters (T.bias)"),
+    (_ZeroGateWeights, "gate's weights start all equal"),
+    (_NaNs, "NaN or inf"),
+])
+def test_highway_answers_that_only_look_right_are_named(cls, words):
+    assert exercises.check_highway_layer(_Highway).ok
+    result = exercises.check_highway_layer(cls)
+    assert not result.ok and words in result.message, result.message

@@ -274,14 +274,15 @@ class Behaviour:
     eval: torch.Tensor
 
 
-def behaviour(module: nn.Module, inputs: Sequence[torch.Tensor], name: str
+def behaviour(module: nn.Module, inputs: Sequence[torch.Tensor], name: str, dtype: torch.dtype = torch.float64
               ) -> tuple[Behaviour | None, CheckResult | None]:
-    """Run a copy of `module` on copies of `inputs`: a training-mode forward and `backward()`
-    (a fixed random weighting of the output), then an eval-mode forward. (Behaviour, None), or
-    (None, one line saying which call failed and how)."""
+    """Run a copy of `module` on copies of `inputs`, in `dtype`: a training-mode forward and
+    `backward()` (a fixed random weighting of the output), then an eval-mode forward.
+    (Behaviour, None), or (None, one line saying which call failed and how)."""
     module = copy.deepcopy(module)
-    xs = [x.detach().clone().double().requires_grad_(True) for x in inputs]
-    module.double()
+    xs = [x.detach().clone().to(dtype).requires_grad_(True) for x in inputs]
+    module.to(dtype)
+    before = {k: p.detach().clone() for k, p in module.named_parameters()}
     shapes = ", ".join(str(tuple(x.shape)) for x in xs)
     try:
         module.train()
@@ -294,6 +295,13 @@ def behaviour(module: nn.Module, inputs: Sequence[torch.Tensor], name: str
                                         f"{_explain(err)}")
     if not isinstance(out, torch.Tensor):
         return None, CheckResult(False, f"{name}.forward must return a tensor; it returned {type(out).__name__}")
+    changed = [k for k, p in module.named_parameters() if not torch.equal(p.detach(), before[k])]
+    if changed:
+        return None, CheckResult(False, f"{name}.forward changes its own parameters ({', '.join(changed[:3])}): "
+                                        "set starting values once, in __init__; forward only reads them")
+    if out.is_floating_point() and not torch.isfinite(out).all():
+        return None, CheckResult(False, f"{name}.forward returned NaN or inf values on a random input "
+                                        f"of shape {shapes}")
     weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=out.dtype)
     if out.requires_grad:
         try:
@@ -334,7 +342,12 @@ def compare_modules(student: nn.Module, reference: nn.Module, inputs: Sequence[t
     training-mode output, backward(), eval-mode output. Returns (what differs or None, the
     pairing of student to reference layers that agreed, None), or (None, None, verdict) when
     the student's module fails to run. `shared` modules were handed to both constructors."""
+    dtype, tol = torch.float64, 1e-6
     student_b, problem = behaviour(student, inputs, name)
+    if problem is not None and any(w in problem.message for w in ("dtype", "scalar type", "Double", "Float")):
+        # code written for float32 (a preallocated torch.empty, say) is right too: compare in float32
+        dtype, tol = torch.float32, 1e-4
+        student_b, problem = behaviour(student, inputs, name, dtype)
     if problem is not None:
         return None, None, problem
     candidates = pairings(student, reference, inputs, shared)
@@ -343,10 +356,10 @@ def compare_modules(student: nn.Module, reference: nn.Module, inputs: Sequence[t
     differs = None
     for pairing in candidates:
         load_pairing(pairing)
-        reference_b, problem = behaviour(reference, inputs, "the reference")
+        reference_b, problem = behaviour(reference, inputs, "the reference", dtype)
         if problem is not None:  # pragma: no cover - the reference always runs
             raise RuntimeError(problem.message)
-        differs = same(student_b, reference_b)
+        differs = same(student_b, reference_b, tol)
         if differs is None:
             return None, pairing, None
     return differs, None, None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from .._validation import check_choice
+from .._validation import check_number as check_float
 from .feedback import CheckResult, check_number
 
 
@@ -42,3 +43,27 @@ def check_adam_step(value: object, grad: float = 1e-15, lr: float = 1e-4, eps: f
         "you divided by ε² instead of ε": lr * grad / eps ** 2,
     }
     return check_number(value, "Adam's step", step, mistakes)
+
+
+def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
+    """Your predicted per-layer factor ρ for a plain leaky-ReLU net (negative slope `slope`) with
+    PyTorch's default init, n Var[w] = 1/3 (notebook 01, exercise 1). Half of the units pass the
+    gradient with slope 1, the other half with `slope`, so E[f'(s)²] = (1 + slope²) / 2."""
+    slope = check_float("slope", slope, 0.0)
+    if slope >= 1:
+        raise ValueError(f"slope must be a number in [0, 1); got {slope!r}")
+    n_var, gain = 1 / 3, (1 + slope ** 2) / 2
+    rho = math.sqrt(n_var * gain)
+    mistakes = {
+        "you averaged the slopes, (1 + a)/2, where their squares belong: E[f'²] = (1 + a²)/2":
+            math.sqrt(n_var * (1 + slope) / 2),
+        "that is the plain ReLU's factor: the negative half passes a² of the variance, not nothing":
+            math.sqrt(n_var / 2),
+        "that is n Var[w] E[f'²] without the square root: ρ is the factor of the RMS, the square "
+        "root of the variance factor": n_var * gain,
+        "you left out n Var[w] = 1/3, the default init's share of the factor": math.sqrt(gain),
+        "you used He's n Var[w] = 2; PyTorch's default init gives 1/3": math.sqrt(2 * gain),
+        "that is the factor after 30 layers; the question asks for one layer": rho ** 30,
+    }
+    # The plain ReLU's factor is only 2% away: compare to rounding at three digits, not 2%.
+    return check_number(value, "the factor", rho, mistakes, rel=0.003)

@@ -95,3 +95,111 @@ def check_block(block_class: type, block: str = "v2", width: int = 16, seed: int
         err = (out - FORMULAS[block][1](x, *linears)).abs().max().item()
     return CheckResult(False, f"the output differs from {expected_formula} by up to {err:.3g} and "
                               f"matches none of the usual mistakes; print the shapes and values step by step.")
+
+
+# ---------------------------------------------------------------------------- exercises 1 and 2
+# Blocks with batch normalization, checked by behaviour (feedback.compare_modules): the student's
+# layers get seeded, nudged weights, the reference the same ones, and both run in train mode,
+# through backward() and in eval mode.
+
+BN_FORMULAS = {"v2": "σ(N₂(W₂ σ(N₁(W₁x)))) + x", "preact": "x + W₂ σ(N₂(W₁ σ(N₁(x))))"}
+BN_MISTAKES = {
+    "v2": {
+        "no skip": "the skip is missing: the output is the branch alone; add the block's input x",
+        "relu after sum": "the last ReLU comes after the addition: that is a V1 block; in V2 the skip "
+                          "joins after the branch's ReLU",
+        "no last relu": "the branch has no ReLU after N₂: V2 applies σ to the branch before adding x",
+        "bn after relu": "your BatchNorms come after their ReLUs, N(σ(Wx)); the block normalizes each "
+                         "layer's output before its ReLU, σ(N(Wx))",
+        "bn on sum": "N₂ normalizes the sum; it belongs inside the branch, so that x reaches the output "
+                     "unchanged",
+        "no bn": "the BatchNorms are never applied",
+    },
+    "preact": {
+        "no skip": "the skip is missing: the output is the branch alone; add the block's input x",
+        "skip from normalized": "the skip adds σ(N₁(x)), the normalized input; the skip must carry x "
+                                "itself (keep the original x before you overwrite it)",
+        "relu after sum": "there is a ReLU after the addition: a pre-activation block applies nothing "
+                          "after the sum",
+        "post-activation order": "the layers are in the post-activation order W, N, σ; pre-activation "
+                                 "puts N and σ before each weight layer",
+        "no first relu": "the first ReLU (after N₁) is missing",
+        "no second relu": "the second ReLU (after N₂) is missing",
+        "no bn": "the BatchNorms are never applied",
+    },
+}
+
+
+class _BNBlock(nn.Module):
+    """The two-layer blocks with batch norm as meant (`mistake` for the typical wrong ones)."""
+
+    def __init__(self, width, block="v2", mistake=None):
+        super().__init__()
+        self.block, self.mistake = block, mistake
+        self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
+        self.bn1, self.bn2 = nn.BatchNorm1d(width), nn.BatchNorm1d(width)
+
+    def forward(self, x):
+        m = self.mistake
+        bn1, bn2 = (nn.Identity(), nn.Identity()) if m == "no bn" else (self.bn1, self.bn2)
+        if self.block == "v2":
+            h = bn1(relu(self.fc1(x))) if m == "bn after relu" else relu(bn1(self.fc1(x)))
+            if m == "bn after relu":
+                return bn2(relu(self.fc2(h))) + x
+            out = bn2(self.fc2(h))
+            if m == "no skip":
+                return relu(out)
+            if m == "relu after sum":
+                return relu(out + x)
+            if m == "no last relu":
+                return out + x
+            if m == "bn on sum":
+                return bn2(relu(self.fc2(h)) + x)
+            return relu(out) + x
+        if m == "post-activation order":
+            return x + relu(bn2(self.fc2(relu(bn1(self.fc1(x))))))
+        a = bn1(x) if m == "no first relu" else relu(bn1(x))
+        h = self.fc1(a)
+        h = bn2(h) if m == "no second relu" else relu(bn2(h))
+        out = self.fc2(h)
+        if m == "no skip":
+            return out
+        if m == "skip from normalized":
+            return a + out
+        if m == "relu after sum":
+            return relu(x + out)
+        return x + out
+
+
+def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResult:
+    """Your class `cls(width)`, a two-layer block with batch normalization (notebook 02,
+    exercises 1-2): block 'v2' is σ(N₂(W₂ σ(N₁(W₁x)))) + x, block 'preact' is
+    x + W₂ σ(N₂(W₁ σ(N₁(x)))), with nn.Linear(width, width) layers and nn.BatchNorm1d(width)
+    normalizations N. Compared with the reference on the same weights on a batch (32, width), in
+    train mode, through backward() and in eval mode; each typical mistake is named."""
+    from .feedback import build, compare_modules, first_mistake, nudged
+
+    block = check_choice("block", block, tuple(BN_FORMULAS))
+    width = check_int("width", width, minimum=2)
+    name = getattr(cls, "__name__", "your block")
+    student, problem = build(cls, name, width)
+    if problem is not None:
+        return problem
+    student = nudged(student)
+    x = torch.randn(32, width, generator=torch.Generator().manual_seed(11))
+    differs, _, problem = compare_modules(student, _BNBlock(width, block), [x], name)
+    if problem is not None:
+        return problem
+    if differs is None:
+        return CheckResult(True, f"correct: your block computes {BN_FORMULAS[block]}; same outputs and "
+                                 "gradients as the reference, in train and eval mode.")
+    mistakes = {message: (lambda m=m: _BNBlock(width, block, m)) for m, message in BN_MISTAKES[block].items()}
+    known = first_mistake(student, mistakes, [x], name)
+    if known:
+        return CheckResult(False, known)
+    if differs.startswith("its layers do not pair"):
+        return CheckResult(False, f"{name} should hold two nn.Linear({width}, {width}) and two "
+                                  f"nn.BatchNorm1d({width}), each used once in forward; its layers do not "
+                                  "match these")
+    return CheckResult(False, f"{differs} (compared with {BN_FORMULAS[block]} on the same weights); it "
+                              "matches none of the usual mistakes: check the order N, σ, W step by step")

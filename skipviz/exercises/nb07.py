@@ -231,6 +231,8 @@ def check_highway_layer(cls: object) -> CheckResult:
         return problem
     x = _input(10, 12)
     reference = _Highway(12)
+    started = block
+    block = nudged(block)   # off its starting values, so that a forward that resets them is seen
     differs, pairing, problem = compare_modules(block, reference, [x], name)
     if problem is not None:
         return problem
@@ -240,6 +242,10 @@ def check_highway_layer(cls: object) -> CheckResult:
         return CheckResult(False, known or f"{differs} (compared with T H(x) + (1 - T) x, same weights); it "
                                            "matches none of the usual mistakes")
     gate = next(student for student, ref in pairing if ref is reference.gate)
+    gate = dict(started.named_modules())[next(n for n, m in block.named_modules() if m is gate)]
+    if gate.weight.detach().std() == 0:
+        return CheckResult(False, "the gate's weights start all equal: only its bias is set to gate_bias; "
+                                  "its weights keep nn.Linear's random initialization")
     if not torch.allclose(gate.bias.detach().float(), torch.full((12,), -3.0)):
         return CheckResult(False, "the gate's bias does not start at gate_bias (HighwayLayer(12, gate_bias=-3.0) "
                                   "starts elsewhere): nn.init.constant_(<gate layer>.bias, gate_bias)")
