@@ -94,6 +94,7 @@ def test_bad_arguments():
 
 import math  # noqa: E402
 import sys  # noqa: E402
+from fractions import Fraction  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import nbformat  # noqa: E402
@@ -122,8 +123,8 @@ def layer_norm(d, w):
     return d * (w.norm() / d.norm())
 
 
-def power(matvec, n, absolute=False, normalize=True):
-    v = torch.ones(n, dtype=torch.float64)
+def power(matvec, n, absolute=False, normalize=True, start32=False):
+    v = torch.ones(n, dtype=torch.float32 if start32 else torch.float64)
     for _ in range(400):
         hv = matvec(v)
         v = hv / hv.norm() if normalize else hv
@@ -155,7 +156,7 @@ CHECKS = [
     (lambda v: exercises.check_glorot_factor(v, "sigmoid", "small"), math.sqrt(1 / 64),
      [(math.sqrt(1 / 16), "f'(0) = 1/4"), (1 / 64, "without the square root"), (math.sqrt(1 / 64) ** 30, "30 layers")]),
     (exercises.check_adam_step, 1e-4 * 1e-15 / (1e-15 + 1e-8),
-     [(1e-4, "ε left out"), (1e-19, "plain gradient descent")]),
+     [(1e-4, "ε is left out"), (1e-19, "plain gradient descent")]),
     (exercises.check_two_branch_paths, lambda n, k: math.comb(n, k) * 2 ** k,
      [(lambda n, k: math.comb(n, k - 1) * 2 ** (k - 1) if k else 0, "off by one"), (lambda n, k: 3 ** n, "3^n"),
       (math.comb, "one branch"), (lambda n, k: math.comb(n, k) * 2 ** k / 3 ** n, "fraction"),
@@ -180,9 +181,11 @@ CHECKS = [
       (lambda bs, x: scaled_distance_of_blocks(bs[:-1], x), "left out the last block"),
       (lambda bs, x: scaled_distance_of_blocks(bs, x, absolute=True), "absolute distance"),
       (lambda bs, x: torch.tensor(scaled_distance_of_blocks(bs, x)), "correct"),
+      (lambda bs, x: sum(((b(x) - x).norm(dim=-1) / x.norm(dim=-1)).mean().item() + 0 * (x := b(x).detach()).sum().item()
+                         for b in bs), "last axis only"),
       (lambda bs, x: np.float32(scaled_distance_of_blocks(bs, x)), "correct")]),
     (lambda v: exercises.check_stopping_rule(v, 2.35, 0.05), 47,
-     [(48, "one too many"), (46, "too few"), (0.1175, "whole number"), (np.int64(47), "correct"),
+     [(48, "whole number as it is"), (46, "too few"), (0.1175, "whole number"), (np.int64(47), "correct"),
       (torch.tensor(47), "correct"), (np.float32(47.0), "correct")]),
     (exercises.check_mean_abs_weight, math.sqrt(2 / 64) * math.sqrt(2 / math.pi),
      [(math.sqrt(2 / 64), "standard deviation"), (1 / 16, "PyTorch's default"), (2 / 64, "variance")]),
@@ -301,3 +304,77 @@ def test_bn_block_stub_crash_and_missing_layers_each_get_one_line():
     assert "two nn.BatchNorm1d(8), each used once" in message and "\n" not in message
     message = exercises.check_bn_block(_V2BN, block="preact").message
     assert "post-activation order" in message or "matches none" in message
+
+
+def test_scaled_distance_rejects_a_number_fixed_in_advance():
+    from skipviz.exercises.nb06 import _mistakes, _section
+
+    first_right, _ = _mistakes(*_section(torch.Generator().manual_seed(0)))
+    result = exercises.check_scaled_distance(lambda blocks, x: first_right)
+    assert not result.ok and "matches none" in result.message
+
+
+# ---------------------------------------------------------------------------- mistakes a fresh reader tried
+
+
+@pytest.mark.parametrize("fn, words", [
+    (lambda g, lr, eps: lr * g / (math.sqrt(g ** 2) + eps), "correct"),
+    (lambda g, lr, eps: np.float32(lr * g / (abs(g) + eps)), "correct"),
+    (lambda g, lr, eps: lr * g / (g ** 2 + eps), "square root is missing"),
+    (lambda g, lr, eps: lr * g / math.sqrt(g ** 2 + eps), "inside the square root"),
+    (lambda g, lr, eps: lr * 0.1 * g / (math.sqrt(0.001 * g ** 2) + eps), "bias correction"),
+    (lambda g, lr, eps: lr * abs(g) / (abs(g) + eps), "sign"),
+    (lambda g, lr, eps: lr * g, "plain gradient descent"),
+    (lambda g, lr, eps: None, "forget `return`"),
+])
+def test_adam_first_step_as_a_function(fn, words):
+    result = exercises.check_adam_step(fn)
+    assert result.ok is (words == "correct") and words in result.message, result.message
+
+
+@pytest.mark.parametrize("value, words", [
+    (math.sqrt(1 / 3 * 1.04), "without weighting"), (math.sqrt(1 / 3 * 0.36), "squared the mean slope"),
+    (Fraction(4163, 10000), "correct"),
+])
+def test_leaky_relu_factor_names_more_mistakes(value, words):
+    result = exercises.check_leaky_relu_factor(value)
+    assert result.ok is (words == "correct") and words in result.message, result.message
+
+
+@pytest.mark.parametrize("check, fn, words", [
+    (exercises.check_two_branch_paths, lambda n, k: math.comb(n, k) * 2 ** (n - k), "not to those it skips"),
+    (exercises.check_two_branch_paths, lambda n, k: np.int64(math.comb(n, k)) * np.int64(2) ** k if n < 13
+     else np.int64(math.comb(n, k) % 2 ** 62), "overflow"),
+    (exercises.check_tau_after_swaps, lambda n, s: (n * (n + 1) / 2 - 2 * s) / (n * (n + 1) / 2), "n(n+1)/2"),
+    (exercises.check_tau_after_swaps, lambda n, s: 1 - Fraction(4 * s, n * (n - 1)), "correct"),
+    (exercises.check_power_iteration, lambda m, n: None, "forget `return`"),
+    (exercises.check_power_iteration, lambda m, n: power(m, n, start32=True), "correct"),
+    (exercises.check_power_iteration, lambda m, n: torch.linalg.eigvalsh(
+        torch.stack([m(e) for e in torch.eye(n, dtype=torch.float64)], 1))[-1].item(), "largest eigenvalue, not"),
+    (exercises.check_filter_normalization, lambda d, w: (d.double().reshape(len(d), -1) * (
+        w.double().reshape(len(w), -1).norm(dim=1) / d.double().reshape(len(d), -1).norm(dim=1))[:, None]
+     ).reshape(d.shape), "correct"),
+    (exercises.check_filter_normalization, lambda d, w: d * (w.norm(dim=1, keepdim=True) / d.norm(dim=1, keepdim=True)),
+     "flatten each filter"),
+])
+def test_checks_name_the_mistakes_a_reader_tried(check, fn, words):
+    result = check(fn)
+    assert result.ok is (words == "correct") and words in result.message, result.message
+
+
+def test_bn_block_aliases_bias_free_and_shared_layers():
+    assert exercises.check_bn_block(_PreactBN, block="Pre-Act").ok
+    assert exercises.check_bn_block(_V2BN, block="V2").ok
+
+    class NoBias(_V2BN):
+        def __init__(self, width):
+            super().__init__(width)
+            self.lin_a = nn.Linear(width, width, bias=False)
+
+    class SharedNorm(_V2BN):
+        def __init__(self, width):
+            super().__init__(width)
+            self.norm_b = self.norm_a
+
+    assert "bias=False" in exercises.check_bn_block(NoBias).message
+    assert "one nn.BatchNorm1d, used twice" in exercises.check_bn_block(SharedNorm).message

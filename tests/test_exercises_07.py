@@ -80,6 +80,13 @@ class BNOnShortcut(Fixed):
         return torch.relu(out + self.bn2(residual))
 
 
+class BNAfterAdd(Fixed):
+    def forward(self, x):
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.conv2(torch.relu(self.bn1(self.conv1(x))))
+        return torch.relu(self.bn2(out + residual))
+
+
 class NoFinalRelu(Fixed):
     def forward(self, x):
         residual = x if self.downsample is None else self.downsample(x)
@@ -117,6 +124,7 @@ def test_residual_block_accepts_a_float64_block():
     (NoInnerRelu, "ReLU between the two convolutions is missing"),
     (BNOnShortcut, "BatchNorm sits on the shortcut"),
     (NoFinalRelu, "ReLU after the addition is missing"),
+    (BNAfterAdd, "second BatchNorm normalizes the sum"),
     (ShortcutIgnoresDownsampler, "self.downsample(x)"),
     (None, "not done yet"),
 ])
@@ -188,7 +196,7 @@ def test_skip_block_accepts_right_answers(cls):
     (skip_variant(lambda out, x, c: out + torch.cat([torch.zeros_like(x), x], 1)), "only the second half"),
     (skip_variant(lambda out, x, c: out + torch.cat([2 * x, torch.zeros_like(x)], 1)), "added twice to the first half"),
     (skip_variant(lambda out, x, c: out + x.repeat_interleave(2, dim=1)), "repeat_interleave"),
-    (skip_variant(lambda out, x, c: out), "no skip connection left"),
+    (skip_variant(lambda out, x, c: out), "the block adds no skip"),
     (None, "not done yet"),
 ])
 def test_skip_block_names_each_mistake(cls, words):
@@ -230,6 +238,7 @@ def test_highway_accepts_right_answers():
     (highway(lambda s, x: s.gate(x) * torch.relu(s.h(x)) + (1 - s.gate(x)) * x), "not squashed"),
     (highway(lambda s, x: torch.sigmoid(s.gate(x)) * s.h(x) + (1 - torch.sigmoid(s.gate(x))) * x), "H has no ReLU"),
     (highway(lambda s, x: torch.relu(s.h(x)) + x + 0 * s.gate(x)), "gate T is missing"),
+    (highway(lambda s, x: torch.tanh(s.gate(x)) * torch.relu(s.h(x)) + (1 - torch.tanh(s.gate(x))) * x), "uses tanh"),
     (highway(RIGHT.forward, bias=False), "does not start at gate_bias"),
     (None, "not done yet"),
 ])
@@ -369,4 +378,35 @@ class _NaNs(_Highway):
 def test_highway_answers_that_only_look_right_are_named(cls, words):
     assert exercises.check_highway_layer(_Highway).ok
     result = exercises.check_highway_layer(cls)
+    assert not result.ok and words in result.message, result.message
+
+
+class _UNetSqueezeAll(exercises.UNetLevelBase):
+    def forward(self, x):
+        skip = self.down(x.unsqueeze(1))
+        y = self.upsample(self.bottom(F.max_pool1d(skip, 2)))
+        return self.out(self.up(torch.cat([y, skip], dim=1))).squeeze()
+
+
+class _UNetSkipAfterPool(exercises.UNetLevelBase):
+    def forward(self, x):
+        skip = F.max_pool1d(self.down(x.unsqueeze(1)), 2)
+        y = self.upsample(self.bottom(skip))
+        return self.out(self.up(torch.cat([y, skip], dim=1))).squeeze(1)
+
+
+class _UNetAvgPool(exercises.UNetLevelBase):
+    def forward(self, x):
+        skip = self.down(x.unsqueeze(1))
+        y = self.upsample(self.bottom(F.avg_pool1d(skip, 2)))
+        return self.out(self.up(torch.cat([y, skip], dim=1))).squeeze(1)
+
+
+@pytest.mark.parametrize("cls, words", [
+    (_UNetSqueezeAll, "squeeze() without a dim"),
+    (_UNetSkipAfterPool, "before pooling"),
+    (_UNetAvgPool, "average-pooled"),
+])
+def test_unet_level_names_pooling_and_squeeze_mistakes(cls, words):
+    result = exercises.check_unet_level(cls)
     assert not result.ok and words in result.message, result.message

@@ -18,10 +18,12 @@ are built inside `torch.random.fork_rng`).
 from __future__ import annotations
 
 import copy
+import decimal
 import functools
 import html
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -87,7 +89,8 @@ def _explain(err: BaseException) -> str:
 
 def as_number(value: object, name: str) -> tuple[float | None, CheckResult | None]:
     """(value as a float, None), or (None, the verdict): accepts int, float, numpy scalars and
-    0-d arrays, torch 0-d or one-element tensors; not bools or strings."""
+    0-d arrays, torch 0-d or one-element tensors, any numbers.Real (Fraction, Decimal); not bools
+    or strings."""
     if value is None or value is Ellipsis:
         return None, not_done(name)
     if isinstance(value, torch.Tensor):
@@ -99,7 +102,7 @@ def as_number(value: object, name: str) -> tuple[float | None, CheckResult | Non
         if value.size != 1:
             return None, CheckResult(False, f"{name} must be one number; got an array of shape {value.shape}")
         value = value.reshape(()).item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, decimal.Decimal, np.integer, np.floating)):
         return None, CheckResult(False, f"{name} must be a number; got {type(value).__name__} {value!r:.40}")
     value = float(value)
     if not math.isfinite(value):
@@ -125,7 +128,7 @@ def check_number(value: object, name: str, expected: float, mistakes: dict[str, 
     if ratio <= 0:
         return CheckResult(False, f"{name} = {value:.3g} has the wrong sign")
     word = "too large" if ratio > 1 else "too small"
-    how = "far" if max(ratio, 1 / ratio) > 2 else "a little"
+    how = "far" if max(ratio, 1 / ratio) > 1.25 else "a little"
     return CheckResult(False, f"{name} = {value:.3g} is {how} {word} (and matches none of the usual "
                               "mistakes): go through the formula factor by factor")
 
@@ -329,9 +332,11 @@ def same(a: Behaviour, b: Behaviour, tol: float = 1e-6) -> str | None:
     if not close(a.train, b.train):
         return "its output in train mode differs"
     if not close(a.grad_input, b.grad_input):
-        return "its gradient with respect to the input differs"
+        return ("its gradient with respect to the input differs, though its output agrees: is a path cut "
+                "by .detach(), .data or torch.no_grad()?")
     if not close(a.eval, b.eval):
-        return "its output in eval mode differs"
+        return ("its output in eval mode differs, though train mode agrees: check each BatchNorm's "
+                "settings (momentum, eps) and that each is called once per forward")
     return None
 
 
@@ -353,7 +358,10 @@ def compare_modules(student: nn.Module, reference: nn.Module, inputs: Sequence[t
     candidates = pairings(student, reference, inputs, shared)
     if not candidates:
         return "its layers do not pair with the reference's (other layers, or other shapes)", None, None
-    differs = None
+    # Of the pairings that fail, report the one that agrees longest (train output, then the
+    # gradient, then eval mode): its difference is the one that names the mistake.
+    order = ["its output has shape", "its output in train mode", "its gradient", "its output in eval mode"]
+    closest = None
     for pairing in candidates:
         load_pairing(pairing)
         reference_b, problem = behaviour(reference, inputs, "the reference", dtype)
@@ -362,7 +370,10 @@ def compare_modules(student: nn.Module, reference: nn.Module, inputs: Sequence[t
         differs = same(student_b, reference_b, tol)
         if differs is None:
             return None, pairing, None
-    return differs, None, None
+        rank = next(i for i, start in enumerate(order) if differs.startswith(start))
+        if closest is None or rank > closest[0]:
+            closest = (rank, differs)
+    return closest[1], None, None
 
 
 def first_mistake(student: nn.Module, mistakes: dict[str, Callable[[], nn.Module]],

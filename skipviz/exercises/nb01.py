@@ -7,7 +7,7 @@ import math
 
 from .._validation import check_choice
 from .._validation import check_number as check_float
-from .feedback import CheckResult, check_number
+from .feedback import CheckResult, call_number, check_number
 
 
 def check_glorot_factor(value: object, activation: str = "sigmoid", init: str = "default") -> CheckResult:
@@ -32,17 +32,51 @@ def check_glorot_factor(value: object, activation: str = "sigmoid", init: str = 
     return check_number(value, "the factor", rho, mistakes)
 
 
-def check_adam_step(value: object, grad: float = 1e-15, lr: float = 1e-4, eps: float = 1e-8) -> CheckResult:
-    """Your size of Adam's first step, lr * g / (sqrt(g²) + eps), for the frozen weight of
-    notebook 01 (exercise 4)."""
-    step = lr * grad / (math.sqrt(grad ** 2) + eps)
-    mistakes = {
-        "that is lr itself: with ε left out, Adam's first step is lr whatever the gradient; "
-        "here ε is far larger than |g|": lr,
-        "that is plain gradient descent's step lr·g; Adam divides by sqrt(g²) + ε": lr * grad,
-        "you divided by ε² instead of ε": lr * grad / eps ** 2,
-    }
-    return check_number(value, "Adam's step", step, mistakes)
+def _adam(g: float, lr: float, eps: float) -> float:
+    return lr * g / (math.sqrt(g ** 2) + eps)
+
+
+ADAM_MISTAKES = {
+    "that is plain gradient descent's step lr·g; Adam divides by sqrt(v̂) + ε": lambda g, lr, eps: lr * g,
+    "ε is left out: then the step is lr·sign(g) whatever the gradient's size": lambda g, lr, eps: lr * math.copysign(1, g),
+    "the square root is missing: Adam divides by sqrt(v̂) + ε, and v̂ = g² on the first step":
+        lambda g, lr, eps: lr * g / (g ** 2 + eps),
+    "ε is inside the square root; Adam adds it after: sqrt(v̂) + ε": lambda g, lr, eps: lr * g / math.sqrt(g ** 2 + eps),
+    "the bias correction is missing: after one step m = (1 - β₁) g and v = (1 - β₂) g²; Adam divides them by "
+    "1 - β₁ and 1 - β₂": lambda g, lr, eps: lr * 0.1 * g / (math.sqrt(0.001 * g ** 2) + eps),
+    "the step has lost the gradient's sign": lambda g, lr, eps: lr * abs(g) / (abs(g) + eps),
+}
+
+
+def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: float = 1e-8) -> CheckResult:
+    """Your Adam first step (notebook 01, exercise 4): a function adam_first_step(g, lr, eps) ->
+    lr * m̂ / (sqrt(v̂) + eps) with m̂ = g and v̂ = g² after bias correction, checked at gradients
+    from 1e-15 to 2 of both signs; or one number, the step for `grad`, `lr`, `eps`."""
+    if not callable(answer):
+        mistakes = {hint: f(grad, lr, eps) for hint, f in ADAM_MISTAKES.items()}
+        return check_number(answer, "Adam's step", _adam(grad, lr, eps), mistakes)
+    for g in (1e-15, 1e-3, -0.5, 2.0):
+        value, problem = call_number(answer, "adam_first_step", f"adam_first_step({g:g}, {lr:g}, {eps:g})", g, lr, eps)
+        if problem is not None:
+            return problem
+        right = _adam(g, lr, eps)
+        if math.isclose(value, right, rel_tol=1e-6):
+            continue
+        # the first mistake that matches here and at every other gradient
+        for hint, f in ADAM_MISTAKES.items():
+            if all(math.isclose(_call(answer, h, lr, eps), f(h, lr, eps), rel_tol=1e-6) for h in (1e-15, 1e-3, -0.5, 2.0)):
+                return CheckResult(False, f"adam_first_step({g:g}) is not right: {hint}")
+        return CheckResult(False, f"adam_first_step({g:g}, {lr:g}, {eps:g}) = {value:.3g} is not right, and it "
+                                  "matches none of the usual mistakes: write out m̂ and v̂ after one step")
+    return CheckResult(True, "correct: your step matches Adam's first step for tiny, small and large gradients "
+                             "of both signs.")
+
+
+def _call(fn, *args) -> float:
+    try:
+        return float(fn(*args))
+    except Exception:
+        return math.nan
 
 
 def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
@@ -55,8 +89,12 @@ def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
     n_var, gain = 1 / 3, (1 + slope ** 2) / 2
     rho = math.sqrt(n_var * gain)
     mistakes = {
-        "you averaged the slopes, (1 + a)/2, where their squares belong: E[f'²] = (1 + a²)/2":
+        "you averaged the slopes; the factor needs the mean of the squared slopes":
             math.sqrt(n_var * (1 + slope) / 2),
+        "you squared the mean slope; the factor needs the mean of the squared slopes, E[f'²], not E[f']²":
+            math.sqrt(n_var * ((1 + slope) / 2) ** 2),
+        "you added the two halves' squared slopes without weighting them: each half holds half of the units":
+            math.sqrt(n_var * (1 + slope ** 2)),
         "that is the plain ReLU's factor: the negative half passes a² of the variance, not nothing":
             math.sqrt(n_var / 2),
         "that is n Var[w] E[f'²] without the square root: ρ is the factor of the RMS, the square "

@@ -109,20 +109,27 @@ BN_MISTAKES = {
         "relu after sum": "the last ReLU comes after the addition: that is a V1 block; in V2 the skip "
                           "joins after the branch's ReLU",
         "no last relu": "the branch has no ReLU after N₂: V2 applies σ to the branch before adding x",
+        "no first relu": "the ReLU between the two layers (after N₁) is missing",
         "bn after relu": "your BatchNorms come after their ReLUs, N(σ(Wx)); the block normalizes each "
                          "layer's output before its ReLU, σ(N(Wx))",
+        "bn before linear": "each BatchNorm comes before its weight layer, W(N(·)); in this block it "
+                            "normalizes the layer's output, σ(N(Wx))",
         "bn on sum": "N₂ normalizes the sum; it belongs inside the branch, so that x reaches the output "
                      "unchanged",
+        "skip from first layer": "the skip adds W₁x; it carries the block's input x itself",
         "no bn": "the BatchNorms are never applied",
     },
     "preact": {
         "no skip": "the skip is missing: the output is the branch alone; add the block's input x",
         "skip from normalized": "the skip adds σ(N₁(x)), the normalized input; the skip must carry x "
                                 "itself (keep the original x before you overwrite it)",
+        "skip from bn": "the skip adds N₁(x); it must carry x itself, before any normalization",
         "relu after sum": "there is a ReLU after the addition: a pre-activation block applies nothing "
                           "after the sum",
         "post-activation order": "the layers are in the post-activation order W, N, σ; pre-activation "
                                  "puts N and σ before each weight layer",
+        "bn after last linear": "N₂ comes after W₂; in a pre-activation block it normalizes W₁'s output, "
+                                "before the second ReLU",
         "no first relu": "the first ReLU (after N₁) is missing",
         "no second relu": "the second ReLU (after N₂) is missing",
         "no bn": "the BatchNorms are never applied",
@@ -131,7 +138,8 @@ BN_MISTAKES = {
 
 
 class _BNBlock(nn.Module):
-    """The two-layer blocks with batch norm as meant (`mistake` for the typical wrong ones)."""
+    """The two-layer blocks with batch norm as meant (`mistake` for the typical wrong ones). Each
+    variant calls every layer exactly once, so that running statistics match a student's."""
 
     def __init__(self, width, block="v2", mistake=None):
         super().__init__()
@@ -141,34 +149,48 @@ class _BNBlock(nn.Module):
 
     def forward(self, x):
         m = self.mistake
+        fc1, fc2 = self.fc1, self.fc2
         bn1, bn2 = (nn.Identity(), nn.Identity()) if m == "no bn" else (self.bn1, self.bn2)
         if self.block == "v2":
-            h = bn1(relu(self.fc1(x))) if m == "bn after relu" else relu(bn1(self.fc1(x)))
             if m == "bn after relu":
-                return bn2(relu(self.fc2(h))) + x
-            out = bn2(self.fc2(h))
+                return bn2(relu(fc2(bn1(relu(fc1(x)))))) + x
+            if m == "bn before linear":
+                return relu(fc2(bn2(relu(fc1(bn1(x)))))) + x
+            if m == "skip from first layer":
+                a = fc1(x)
+                return relu(bn2(fc2(relu(bn1(a))))) + a
+            h = bn1(fc1(x)) if m == "no first relu" else relu(bn1(fc1(x)))
+            if m == "bn on sum":
+                return bn2(relu(fc2(h)) + x)
+            out = bn2(fc2(h))
             if m == "no skip":
                 return relu(out)
             if m == "relu after sum":
                 return relu(out + x)
             if m == "no last relu":
                 return out + x
-            if m == "bn on sum":
-                return bn2(relu(self.fc2(h)) + x)
             return relu(out) + x
         if m == "post-activation order":
-            return x + relu(bn2(self.fc2(relu(bn1(self.fc1(x))))))
-        a = bn1(x) if m == "no first relu" else relu(bn1(x))
-        h = self.fc1(a)
+            return x + relu(bn2(fc2(relu(bn1(fc1(x))))))
+        if m == "bn after last linear":
+            return x + bn2(fc2(relu(fc1(relu(bn1(x))))))
+        n = bn1(x)
+        a = n if m == "no first relu" else relu(n)
+        h = fc1(a)
         h = bn2(h) if m == "no second relu" else relu(bn2(h))
-        out = self.fc2(h)
+        out = fc2(h)
         if m == "no skip":
             return out
         if m == "skip from normalized":
             return a + out
+        if m == "skip from bn":
+            return n + out
         if m == "relu after sum":
             return relu(x + out)
         return x + out
+
+
+BLOCK_ALIASES = {"v2": "v2", "preact": "preact", "pre-act": "preact", "pre-activation": "preact"}
 
 
 def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResult:
@@ -179,12 +201,22 @@ def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResul
     train mode, through backward() and in eval mode; each typical mistake is named."""
     from .feedback import build, compare_modules, first_mistake, nudged
 
+    if isinstance(block, str):
+        block = BLOCK_ALIASES.get(block.strip().lower(), block)
     block = check_choice("block", block, tuple(BN_FORMULAS))
     width = check_int("width", width, minimum=2)
     name = getattr(cls, "__name__", "your block")
     student, problem = build(cls, name, width)
     if problem is not None:
         return problem
+    linears = [m for m in student.modules() if isinstance(m, nn.Linear)]
+    norms = [m for m in student.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if any(m.bias is None for m in linears):
+        return CheckResult(False, "a Linear layer has bias=False: this exercise keeps the biases, "
+                                  f"nn.Linear({width}, {width})")
+    if len(linears) == 1 or len(norms) == 1:
+        kind = "nn.Linear" if len(linears) == 1 else "nn.BatchNorm1d"
+        return CheckResult(False, f"{name} holds one {kind}, used twice: each layer needs its own (two of them)")
     student = nudged(student)
     x = torch.randn(32, width, generator=torch.Generator().manual_seed(11))
     differs, _, problem = compare_modules(student, _BNBlock(width, block), [x], name)

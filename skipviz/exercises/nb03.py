@@ -39,6 +39,8 @@ def check_two_branch_paths(fn: object) -> CheckResult:
             lambda n, k: math.comb(n, k) * 2 ** k / 3 ** n,
         "you counted ordered choices (n!/(n-k)!); the order of the blocks is fixed":
             lambda n, k: math.perm(n, k) * 2 ** k,
+        "the two choices of branch belong to the blocks the path goes through, not to those it skips":
+            lambda n, k: math.comb(n, k) * 2 ** (n - k),
     }
     got = {}
     for n, k in cases:
@@ -52,9 +54,14 @@ def check_two_branch_paths(fn: object) -> CheckResult:
         if _first_wrong(got, count, cases) is None:
             return CheckResult(False, hint)
     n, k = _first_wrong(got, right, cases)
+    if n == 54 and all(math.isclose(got[c], right(*c)) for c in cases if c[0] <= 12):
+        return CheckResult(False, f"fn(54, {k}) is wrong although every count up to n = 12 is right: does "
+                                  "your arithmetic overflow (numpy int64 holds numbers below 9.2e18)? Use "
+                                  "Python ints, math.comb and 2 ** k")
     if n <= 12 and all(sum(got[m, j] for j in range(m + 1)) == 3 ** m for m in range(13)):
         return CheckResult(False, "your counts add up to 3^n paths but are split wrongly over the lengths: "
-                                  "choose the k blocks (C(n, k)), then a branch in each (2^k)")
+                                  "count the ways to pick which blocks a path of length k goes through, "
+                                  "then the ways to go through each of them")
     return CheckResult(False, f"fn({n}, {k}) is wrong (the first case that fails); count the paths "
                               f"of {n} blocks by hand for that k")
 
@@ -70,8 +77,13 @@ def check_tau_after_swaps(fn: object) -> CheckResult:
         return 1 - 4 * s / (n * (n - 1))
 
     wrong = {
-        "you did not subtract the discordant pairs: τ = (concordant - discordant) / pairs":
+        "you did not subtract the discordant pairs, τ = (concordant - discordant) / pairs; or you "
+        "counted n(n-1) pairs, forgetting that each pair is counted once":
             lambda n, s: (n * (n - 1) / 2 - s) / (n * (n - 1) / 2),
+        "you counted n(n+1)/2 pairs; n items form n(n-1)/2 pairs":
+            lambda n, s: (n * (n + 1) / 2 - 2 * s) / (n * (n + 1) / 2),
+        "you counted n²/2 pairs; n items form n(n-1)/2 pairs":
+            lambda n, s: (n ** 2 / 2 - 2 * s) / (n ** 2 / 2),
         "you divided by n² instead of by the number of pairs n(n-1)/2":
             lambda n, s: (n * (n - 1) / 2 - 2 * s) / n ** 2,
         "you return concordant - discordant without dividing by the number of pairs n(n-1)/2":

@@ -40,6 +40,9 @@ def check_filter_normalization(fn: object, kind: str = "filter") -> CheckResult:
         "your filters have norm 1: scale each to the norm of the same filter of w":
             lambda d, w: (rows(d) / rows(d).norm(dim=1, keepdim=True)).reshape(d.shape),
         "your result has norm 1: scale it to the norm of w": lambda d, w: d / d.norm(),
+        "your norms run over dim 1 only: a conv filter d[j] has more than one axis, so flatten each "
+        "filter (d.reshape(len(d), -1)) before taking its norm":
+            lambda d, w: d * (w.norm(dim=1, keepdim=True) / d.norm(dim=1, keepdim=True)),
         "you returned w's filters, not d's: the direction keeps d's orientation and only takes w's norms":
             lambda d, w: w,
     }
@@ -53,6 +56,9 @@ def check_filter_normalization(fn: object, kind: str = "filter") -> CheckResult:
             return CheckResult(False, f"fn(d, w) must return a tensor; it returned {type(out).__name__}")
         if out.shape != d.shape:
             return CheckResult(False, f"fn(d, w) must keep d's shape {tuple(d.shape)}; it returned {tuple(out.shape)}")
+        if not out.is_floating_point():
+            return CheckResult(False, f"fn(d, w) must return floating-point numbers; it returned {out.dtype}")
+        out = out.detach().to(d.dtype)   # float64 is right too: compare in d's precision
         if not torch.equal(d_in, d) and not torch.allclose(out, expected(d, w), rtol=1e-4, atol=1e-6):
             return CheckResult(False, "your function changed d in place; return a new tensor and leave d as it is")
         outs.append(out)
@@ -84,9 +90,12 @@ def check_power_iteration(fn: object) -> CheckResult:
     got = []
     for lam in spectra:
         h = q @ torch.diag(lam) @ q.T
-        out, problem = call(fn, "your function", lambda v, h=h: h @ v, 8)
+        # matvec takes any dtype: a float32 start vector is a right answer too
+        out, problem = call(fn, "your function", lambda v, h=h: h @ v.to(h.dtype), 8)
         if problem is not None:
             return problem
+        if out is None:
+            return CheckResult(False, "fn(matvec, n) returned None: did you forget `return`?")
         value, problem = as_number(out, "fn(matvec, n)")
         if problem is not None and "finite" not in problem.message:
             return CheckResult(False, problem.message.replace("must be", "must return"))
@@ -98,6 +107,9 @@ def check_power_iteration(fn: object) -> CheckResult:
     if math.isclose(got[0], 6.0, rel_tol=1e-3) and math.isclose(got[1], 7.0, rel_tol=1e-3):
         return CheckResult(False, "right size, wrong sign on the second matrix: |Hv| / |v| loses the sign; "
                                   "return the Rayleigh quotient v·Hv / v·v of the final vector instead")
+    if math.isclose(got[0], 6.0, rel_tol=1e-3) and math.isclose(got[1], 3.0, rel_tol=1e-3):
+        return CheckResult(False, "that is the largest eigenvalue, not the one of largest magnitude: on the "
+                                  "second matrix -7 outweighs 3; power iteration finds it by itself")
     if any(not math.isfinite(g) or abs(g) > 1e6 for g in got):
         return CheckResult(False, "your estimate blows up: normalize v after every product (v = Hv / |Hv|)")
     return CheckResult(False, "your estimate has not converged to the largest-magnitude eigenvalue: "

@@ -30,8 +30,9 @@ def check_stopping_rule(value: object, scaled_distance: float, eps: float) -> Ch
     if number == right:
         return CheckResult(True, f"correct: {number} blocks.")
     if number == right + 1 and math.isclose(scaled_distance / eps, round(scaled_distance / eps)):
-        return CheckResult(False, f"{number} is one too many: d / eps is a whole number here, and ceil "
-                                  "leaves a whole number as it is (in floats the quotient may show a tiny excess)")
+        return CheckResult(False, f"{number} is too many: d / eps is a whole number here, and ceil leaves a "
+                                  "whole number as it is (in floats the quotient may show a tiny excess: round "
+                                  "it before ceil)")
     if number in (math.floor(scaled_distance * eps), math.ceil(scaled_distance * eps)):
         return CheckResult(False, "you multiplied by eps; the rule divides: L = ceil(d / eps)")
     word = "too many" if number > right else "too few"
@@ -49,14 +50,15 @@ class _Block(nn.Module):
         return x + 0.2 * torch.tanh(x.flatten(1) @ self.weight.T).view_as(x)
 
 
-def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
-    """Your scaled_distance(blocks, x) -> float: run x (batch, ...) through the blocks (callables)
-    in order and return d_scaled = sum over blocks of the per-example |x_(l+1) - x_l| / |x_l|,
-    averaged over the examples (notebook 06, exercise 1). Tested on a section of 4 blocks."""
-    seed = check_seed("seed", seed)
-    g = torch.Generator().manual_seed(seed)
+def _section(g: torch.Generator) -> tuple[nn.ModuleList, torch.Tensor]:
+    """4 blocks and a batch (5, 2, 6) whose examples differ in size (1x to 5x)."""
     blocks = nn.ModuleList(_Block(g) for _ in range(4))
     x = torch.randn(5, 2, 6, generator=g) * torch.arange(1.0, 6.0).view(5, 1, 1)
+    return blocks, x
+
+
+def _mistakes(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[float, dict[str, float]]:
+    """d_scaled of the section, and what each typical mistake computes instead."""
     with torch.no_grad():
         states = [x]
         for block in blocks:
@@ -65,13 +67,7 @@ def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
     steps = [(b - a).norm(dim=1) for a, b in zip(flat, flat[1:])]
     ratios = [(st / a.norm(dim=1)).mean().item() for st, a in zip(steps, flat)]
     right = sum(ratios)
-    before = [p.detach().clone() for p in blocks.parameters()]
-    value, problem = call_number(fn, "scaled_distance", "scaled_distance(blocks, x)", blocks, x.clone())
-    if problem is not None:
-        return problem
-    if any(not torch.equal(a, b) for a, b in zip(before, blocks.parameters())):
-        return CheckResult(False, "your function changed the blocks' weights; only run them forward")
-    mistakes = {
+    return right, {
         "that is the mean over the blocks, d_scaled / L: sum them instead": right / len(blocks),
         "you left out the last block: the section's L blocks give L steps, x_0 -> x_1 ... x_(L-1) -> x_L":
             sum(ratios[:-1]),
@@ -86,13 +82,36 @@ def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
             sum(((b - flat[0]).norm(dim=1) / flat[0].norm(dim=1)).mean().item() for b in flat[1:]),
         "that is |x_L - x_0| / |x_0|, the net displacement; d_scaled adds up every step's size":
             ((flat[-1] - flat[0]).norm(dim=1) / flat[0].norm(dim=1)).mean().item(),
+        "your norms run over the last axis only: flatten each example (x.flatten(1)) and take one norm "
+        "per example": sum(((b - a).norm(dim=-1) / a.norm(dim=-1)).mean().item()
+                           for a, b in zip(states, states[1:])),
+        "your norms run over the batch (dim=0): take one norm per example, over all its other axes":
+            sum(((b - a).norm(dim=0) / a.norm(dim=0)).mean().item() for a, b in zip(flat, flat[1:])),
     }
-    value_ok, _ = as_number(value, "d_scaled")
-    if abs(value_ok - right) <= 1e-4 * right:
-        return CheckResult(True, f"correct: d_scaled = {value_ok:.3g}.")
-    for hint, wrong in mistakes.items():
-        if abs(value_ok - wrong) <= 1e-4 * abs(wrong):
-            return CheckResult(False, f"d_scaled = {value_ok:.3g} is not right: {hint}")
-    word = "too large" if value_ok > right else "too small"
-    return CheckResult(False, f"d_scaled = {value_ok:.3g} is {word} and matches none of the usual mistakes: "
-                              "print each block's ratio per example and check one by hand")
+
+
+def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
+    """Your scaled_distance(blocks, x) -> float: run x (batch, ...) through the blocks (callables)
+    in order and return d_scaled = sum over blocks of the per-example |x_(l+1) - x_l| / |x_l|,
+    averaged over the examples (notebook 06, exercise 1). Tested on two sections of 4 blocks, so
+    that an answer fixed in advance cannot pass."""
+    seed = check_seed("seed", seed)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(2):
+        blocks, x = _section(g)
+        right, mistakes = _mistakes(blocks, x)
+        before = [p.detach().clone() for p in blocks.parameters()]
+        value, problem = call_number(fn, "scaled_distance", "scaled_distance(blocks, x)", blocks, x.clone())
+        if problem is not None:
+            return problem
+        if any(not torch.equal(a, b) for a, b in zip(before, blocks.parameters())):
+            return CheckResult(False, "your function changed the blocks' weights; only run them forward")
+        if abs(value - right) <= 1e-4 * right:
+            continue
+        for hint, wrong in mistakes.items():
+            if abs(value - wrong) <= 1e-4 * abs(wrong):
+                return CheckResult(False, f"d_scaled = {value:.3g} is not right: {hint}")
+        word = "too large" if value > right else "too small"
+        return CheckResult(False, f"d_scaled = {value:.3g} is {word} and matches none of the usual mistakes: "
+                                  "print each block's ratio per example and check one by hand")
+    return CheckResult(True, "correct: d_scaled matches on both test sections.")

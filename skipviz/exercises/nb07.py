@@ -51,6 +51,8 @@ class _ResidualBlock(nn.Module):
         if self.mistake == "bn on shortcut":
             out = self.conv2(out)
             residual = self.bn2(residual)
+        elif self.mistake == "bn after add":
+            return torch.relu(self.bn2(self.conv2(out) + residual))
         else:
             out = self.bn2(self.conv2(out))
         if self.mistake == "no skip":
@@ -63,6 +65,8 @@ RESIDUAL_MISTAKES = {
     "shared": "one BatchNorm still normalizes both convolutions: give each convolution its own",
     "no inner relu": "the ReLU between the two convolutions is missing: relu(bn1(conv1(x)))",
     "bn on shortcut": "the second BatchNorm sits on the shortcut; it belongs after conv2, on the branch",
+    "bn after add": "the second BatchNorm normalizes the sum; it belongs on the branch, bn2(conv2(out)), before "
+                    "the shortcut is added",
     "no final relu": "the ReLU after the addition is missing: the article's block ends with relu(out + residual)",
     "no skip": "the shortcut is gone: the block must return relu(out + residual)",
 }
@@ -179,7 +183,11 @@ def check_skip_block(cls: object) -> CheckResult:
             return problem
         if differs is None:
             continue
-        mistakes = {message: (lambda m=m, a=args: _SkipBlock(*a, mistake=m)) for m, message in SKIP_MISTAKES.items()}
+        messages = dict(SKIP_MISTAKES)
+        if args == (8, 16):  # it passed (8, 8), so its skip is missing only when the channels double
+            messages["no skip"] = ("with out_ch = 2 in_ch the block adds no skip: the input, doubled to [x, x] "
+                                   "along the channels, must still be added")
+        mistakes = {message: (lambda m=m, a=args: _SkipBlock(*a, mistake=m)) for m, message in messages.items()}
         known = first_mistake(block, mistakes, [x], name)
         if known:
             return CheckResult(False, known)
@@ -200,7 +208,8 @@ class _Highway(nn.Module):
 
     def forward(self, x):
         m = self.mistake
-        t = self.gate(x) if m == "no sigmoid" else torch.sigmoid(self.gate(x))
+        t = self.gate(x) if m == "no sigmoid" else torch.tanh(self.gate(x)) if m == "tanh gate" else \
+            torch.sigmoid(self.gate(x))
         h = self.transform(x) if m == "no relu" else torch.relu(self.transform(x))
         if m == "carry t":
             return t * h + t * x
@@ -215,6 +224,7 @@ HIGHWAY_MISTAKES = {
     "carry t": "the carry is weighted by T; it is weighted by 1 - T, so that T decides between transform and carry",
     "swapped": "transform and carry are swapped: y = T H(x) + (1 - T) x, so T near 0 carries the input",
     "no sigmoid": "the gate is not squashed: T = sigmoid(W_T x + b_T), between 0 and 1",
+    "tanh gate": "the gate uses tanh, which runs from -1 to 1; T is a share between 0 and 1: sigmoid",
     "no relu": "H has no ReLU: H(x) = relu(W_H x + b_H)",
     "residual": "that is a residual layer, H(x) + x: the gate T is missing",
 }
@@ -366,7 +376,8 @@ class _UNetLevel(UNetLevelBase):
 
     def forward(self, x):
         skip = self.down(x.unsqueeze(1))
-        y = self.upsample(self.bottom(F.max_pool1d(skip, 2)))
+        pool = F.avg_pool1d if self.mistake == "avg pool" else F.max_pool1d
+        y = self.upsample(self.bottom(pool(skip, 2)))
         if self.mistake == "zeros":
             skip = torch.zeros_like(skip)
         merged = torch.cat([skip, y] if self.mistake == "swapped" else [y, skip], dim=1)
@@ -376,6 +387,7 @@ class _UNetLevel(UNetLevelBase):
 UNET_MISTAKES = {
     "swapped": "the concatenation is [encoder, upsampled]; `up` was built to read [upsampled, encoder]",
     "zeros": "the long skip carries zeros: concatenate the encoder's features, down(x), as they are",
+    "avg pool": "the encoder is average-pooled; this U-Net max-pools by 2 (F.max_pool1d(features, 2))",
 }
 
 
@@ -389,16 +401,29 @@ def check_unet_level(cls: object) -> CheckResult:
     if problem is not None:
         return problem
     net = nudged(net)
-    x = _input(6, 16)
+    for x in (_input(6, 16), _input(1, 16)):   # a batch of one catches a squeeze() that drops it
+        verdict = _compare_unet(net, x, name)
+        if verdict is not None:
+            return verdict
+    return CheckResult(True, "correct: the encoder's features reach the decoder through the long skip; same "
+                             "outputs and gradients as the reference.")
+
+
+def _compare_unet(net: nn.Module, x: torch.Tensor, name: str) -> CheckResult | None:
     differs, _, problem = compare_modules(net, _UNetLevel(8), [x], name)
     if problem is not None:
+        if "Sizes of tensors must match" in problem.message:
+            return CheckResult(False, "the tensors you concatenate have different lengths: the long skip carries "
+                                      "the encoder's features before pooling, at full length")
         if "channels" in problem.message:
             return CheckResult(False, "`up` received the wrong number of channels: it reads the upsampled "
                                       f"features and the encoder's, concatenated ({problem.message})")
         return problem
     if differs is None:
-        return CheckResult(True, "correct: the encoder's features reach the decoder through the long skip; same "
-                                 "outputs and gradients as the reference.")
+        return None
+    if differs.startswith("its output has shape") and len(x) == 1:
+        return CheckResult(False, f"{differs}: squeeze() without a dim also drops a batch of one; squeeze(1) "
+                                  "removes only the channel")
     mistakes = {message: (lambda m=m: _UNetLevel(8, mistake=m)) for m, message in UNET_MISTAKES.items()}
     known = first_mistake(net, mistakes, [x], name)
     return CheckResult(False, known or f"{differs} (compared with the reference, same weights); it matches "
