@@ -55,9 +55,90 @@ def claim(statement: str, holds: bool, *, full_only: bool = False, detail: str =
         ok = bool(holds)
     except Exception as err:  # e.g. a tensor with several elements
         raise ValueError(f"holds must be a single truth value; got {type(holds).__name__} ({err})") from None
+    _record(statement, holds)
     if not ok:
         raise ClaimFailed(f"the notebook's claim does not hold for this run: {statement}"
                           + (f" ({detail})" if detail else ""))
     TALLY.held.append(statement)
     print(f"✔ {statement}")
     return True
+
+
+# ---------------------------------------------------------------------------- margins
+# `make claims` rewrites each claim's condition so that its comparisons return a Margin: true or
+# false as before, plus how far the measured side was from the bound, relative to their size.
+# A notebook never calls these itself.
+
+
+@dataclass
+class Margin:
+    """A comparison's truth and its slack: (bound - value) / max(|bound|, |value|) for value < bound,
+    so 0 means on the edge and 1 far inside; None when the comparison has no size (==, is)."""
+
+    holds: bool
+    slack: float | None
+
+    def __bool__(self) -> bool:
+        return self.holds
+
+
+def _number(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def margin_compare(first, *pairs) -> Margin:
+    """first op1 second op2 third ...: pairs alternate an operator ('<', '<=', '>', '>=', '==',
+    ...) and the next operand, as in a chained Python comparison."""
+    ops = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+           ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+           "in": lambda a, b: a in b, "not in": lambda a, b: a not in b, "is": lambda a, b: a is b,
+           "is not": lambda a, b: a is not b}
+    if len(pairs) == 2:
+        result = ops[pairs[0]](first, pairs[1])
+        if getattr(result, "ndim", 0) > 0:   # an elementwise comparison of tensors: leave it as it is
+            return result
+    holds, slacks, left = True, [], first
+    for op, right in zip(pairs[::2], pairs[1::2]):
+        holds = holds and bool(ops[op](left, right))
+        a, b = _number(left), _number(right)
+        if op in ("<", "<=", ">", ">=") and a is not None and b is not None:
+            gap = (b - a) if op in ("<", "<=") else (a - b)
+            slacks.append(gap / max(abs(a), abs(b), 1e-300))
+        else:
+            slacks.append(None)
+        left = right
+    sized = [s for s in slacks if s is not None]
+    return Margin(holds, min(sized) if sized and len(sized) == len(slacks) else None)
+
+
+def margin_all(values) -> Margin:
+    """all(...) of Margins (or plain truths): holds if all hold; slack the smallest known one."""
+    values = list(values)
+    slacks = [getattr(v, "slack", None) for v in values]
+    sized = [s for s in slacks if s is not None]
+    return Margin(all(bool(v) for v in values), min(sized) if sized and len(sized) == len(slacks) else None)
+
+
+def margin_and(*thunks) -> Margin:
+    """a and b and ...: each thunk evaluated in order, stopping at the first false one."""
+    values = []
+    for thunk in thunks:
+        values.append(thunk())
+        if not bool(values[-1]):
+            break
+    result = margin_all(values)
+    return result if result.holds or len(values) == len(thunks) else Margin(False, result.slack)
+
+
+def _record(statement: str, holds) -> None:
+    """With SKIPVIZ_CLAIMS_LOG set (by `make claims`), append the claim's slack to that file."""
+    import json
+    import os
+
+    path = os.environ.get("SKIPVIZ_CLAIMS_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"statement": statement, "slack": getattr(holds, "slack", None)}) + "\n")

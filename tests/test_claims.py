@@ -38,3 +38,54 @@ def test_claims_that_hold_in_fast_mode_are_checked_there(monkeypatch):
     monkeypatch.setenv("SKIPVIZ_FAST", "1")
     with pytest.raises(ClaimFailed):
         claim("checked in every mode", False)
+
+
+# ---------------------------------------------------------------------------- margins (make claims)
+
+
+def _run_with_margins(source, namespace):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from claim_margins import with_margins
+
+    exec(with_margins(source), namespace)
+
+
+def test_margins_keep_the_truth_and_measure_the_slack(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIPVIZ_FAST", "0")
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("SKIPVIZ_CLAIMS_LOG", str(log))
+    namespace = {"claim": claim, "start": 1.5, "tame": {1: 3.0, 2: 9.0}, "t": torch.tensor([1.0, 2.0]),
+                 "n": 3}
+    _run_with_margins('claim("flat", 0.5 < start < 2 and all(0.1 < r < 10 for r in tame.values()))\n'
+                      'claim("tensor", bool((t[1:] > t[:-1]).all()))\n'
+                      'claim("exact", n == 3)', namespace)
+    import json
+
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["statement"] for e in entries] == ["flat", "tensor", "exact"]
+    assert entries[0]["slack"] == pytest.approx(min((2 - 1.5) / 2, (10 - 9) / 10))
+    assert entries[1]["slack"] is None and entries[2]["slack"] is None
+    with pytest.raises(ClaimFailed):
+        _run_with_margins('claim("too far", 3 < start)', namespace)
+    assert json.loads(log.read_text().splitlines()[-1])["slack"] == pytest.approx((1.5 - 3) / 3)
+
+
+def test_the_margin_report_puts_the_claims_closest_to_failing_first(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from claim_margins import report
+
+    logs = {}
+    for seed, (safe, close) in enumerate([(0.9, 0.05), (0.8, 0.02), (0.85, 0.08)]):
+        path = tmp_path / f"{seed}.jsonl"
+        path.write_text("\n".join(json.dumps({"statement": s, "slack": v})
+                                  for s, v in [("safe", safe), ("close", close)]) + "\n")
+        logs[("01_x", seed)] = path
+    lines = report(logs)
+    assert "close" in lines[1] and "safe" in lines[2] and "slack  0.020" in lines[1]

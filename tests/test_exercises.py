@@ -148,6 +148,10 @@ def tau(order):
 
 # (check, the right answer, [(a typical wrong answer, words the message must contain), ...])
 CHECKS = [
+    (exercises.check_quiet_layer, lambda s, f, t=1e-6: 1 if s < t else math.floor(math.log(t / s) / math.log(f)) + 2,
+     [(lambda s, f, t=1e-6: math.floor(math.log(t / s) / math.log(f)) + 3 if s >= t else 2, "one layer too late"),
+      (lambda s, f, t=1e-6: math.log(t / s) / math.log(f), "whole number"),
+      (lambda s, f, t=1e-6: np.int64(1 if s < t else math.floor(math.log(t / s) / math.log(f)) + 2), "correct")]),
     (exercises.check_leaky_relu_factor, math.sqrt(1 / 3 * 1.04 / 2),
      [(math.sqrt(1 / 3 * 1.2 / 2), "averaged the slopes"), (math.sqrt(1 / 6), "plain ReLU"),
       (1 / 3 * 1.04 / 2, "without the square root"), (math.sqrt(1.04 / 2), "left out n Var[w]"),

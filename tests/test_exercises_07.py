@@ -237,7 +237,7 @@ def test_highway_accepts_right_answers():
      "swapped"),
     (highway(lambda s, x: s.gate(x) * torch.relu(s.h(x)) + (1 - s.gate(x)) * x), "not squashed"),
     (highway(lambda s, x: torch.sigmoid(s.gate(x)) * s.h(x) + (1 - torch.sigmoid(s.gate(x))) * x), "H has no ReLU"),
-    (highway(lambda s, x: torch.relu(s.h(x)) + x + 0 * s.gate(x)), "gate T is missing"),
+    (highway(lambda s, x: torch.relu(s.h(x)) + x + 0 * s.gate(x)), "gate T is computed but never used"),
     (highway(lambda s, x: torch.tanh(s.gate(x)) * torch.relu(s.h(x)) + (1 - torch.tanh(s.gate(x))) * x), "uses tanh"),
     (highway(RIGHT.forward, bias=False), "does not start at gate_bias"),
     (None, "not done yet"),
@@ -278,7 +278,7 @@ def test_dense_accepts_right_answers():
 
 
 @pytest.mark.parametrize("fn, words", [
-    (dense_chain, "layer 2 received the wrong number of channels"),
+    (dense_chain, "layer 2 received 3 channels"),
     (lambda x, ls: dense_right(x, ls)[:, x.shape[1]:], "input is missing"),
     (lambda x, ls: dense_right(x, ls)[:, -3:], "last layer's output alone"),
     (None, "not done yet"),
@@ -410,3 +410,50 @@ class _UNetAvgPool(exercises.UNetLevelBase):
 def test_unet_level_names_pooling_and_squeeze_mistakes(cls, words):
     result = exercises.check_unet_level(cls)
     assert not result.ok and words in result.message, result.message
+
+
+def test_highway_without_its_gate_and_with_an_in_place_input_are_named():
+    no_gate = highway(lambda s, x: torch.relu(s.h(x)) + x)
+    assert "gate T is missing" in exercises.check_highway_layer(no_gate).message
+
+    def in_place(s, x):
+        t = torch.sigmoid(s.gate(x))
+        x.mul_(1 - t)
+        return t * torch.relu(s.h(x)) + x
+    assert "write into the input x in place" in exercises.check_highway_layer(highway(in_place)).message
+
+
+def test_skip_block_accepts_the_lectures_reading_and_names_the_single_channel():
+    class LectureReading(nn.Module):   # conv2 only when the channels stay, as the lecture runs it
+        def __init__(self, in_ch, out_ch):
+            super().__init__()
+            self.in_ch, self.out_ch = in_ch, out_ch
+            self.conv1, self.bn1 = nn.Conv1d(in_ch, out_ch, 3, padding=1), nn.BatchNorm1d(out_ch)
+            self.conv2, self.bn2 = nn.Conv1d(out_ch, out_ch, 3, padding=1), nn.BatchNorm1d(out_ch)
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            if self.in_ch == self.out_ch:
+                return torch.relu(self.bn2(self.conv2(out))) + x
+            return out + torch.cat([x, x], 1)
+
+    class SingleChannel(LectureReading):
+        def forward(self, x):
+            out = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+            if self.in_ch == self.out_ch:
+                return out + x
+            out = out.clone()
+            out[:, self.in_ch] = out[:, self.in_ch] + x
+            return out
+
+    assert exercises.check_skip_block(LectureReading).ok
+    assert "single channel" in exercises.check_skip_block(SingleChannel).message
+
+
+def test_dense_block_names_the_wrong_axis():
+    def wrong_axis(x, layers):
+        features = [x]
+        for layer in layers:
+            features.append(layer(torch.cat(features, 2)))
+        return torch.cat(features, 1)
+    assert "wrong axis" in exercises.check_dense_block(wrong_axis).message

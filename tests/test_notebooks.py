@@ -118,3 +118,21 @@ def test_lecture_path(path):
             assert kind == "slide"
         if cell.source.startswith("**What to see"):
             assert kind == "notes"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_figures_use_the_one_palette(path):
+    """Colours come from plots: Okabe-Ito for categories (plots.OKABE_ITO, plots.COLORS), greys for
+    context, viridis or cividis for maps; no other hex colour, named colour or colour map."""
+    from skipviz import plots
+
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    allowed = {v.lower() for v in plots.OKABE_ITO.values()} | {v.lower() for v in plots.COLORS.values()}
+    for colour in re.findall(r"[\"'](#[0-9a-fA-F]{6})[\"']", code):
+        grey = colour[1:3] == colour[3:5] == colour[5:7]
+        assert colour.lower() in allowed or grey, f"{colour} is not in the palette"
+    for name in re.findall(r"color=[\"']([a-z]+)[\"']", code):
+        assert name in ("k", "black", "white", "w", "grey", "gray"), f"colour name {name!r}"
+    for cmap in re.findall(r"cmap=[\"'](\w+)[\"']", code):
+        assert cmap in ("viridis", "cividis"), f"colour map {cmap!r}"

@@ -4,7 +4,10 @@
 
 Each notebook is executed with papermill (`-p SEED s`) into build/claims/; a claim that fails
 stops its notebook with ClaimFailed, which is reported with the claim's sentence. Prints one
-line per notebook and seed, and exits 1 if any claim failed or a notebook raised anything else.
+line per notebook and seed, then the margin report (tools/claim_margins.py): every claim's
+condition is run in a copy whose comparisons also measure how far they were from failing, and
+the claims closest to failing over the seeds are listed. Exits 1 if any claim failed or a
+notebook raised anything else.
 `make claims` runs it for seeds 0-2 in FULL mode; `make test-all` runs seed 1 in FAST mode.
 """
 
@@ -19,6 +22,9 @@ from pathlib import Path
 import nbformat
 import papermill
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from claim_margins import report, with_margins  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "claims"
 
@@ -29,9 +35,18 @@ def run(path: Path, seed: int, fast: bool) -> tuple[int, int, str | None]:
     os.environ["SKIPVIZ_PROGRESS"] = "0"
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"{path.stem}-seed{seed}{'-fast' if fast else ''}.ipynb"
+    source = nbformat.read(path, as_version=4)
+    for cell in source.cells:
+        if cell.cell_type == "code":
+            cell.source = with_margins(cell.source)
+    measured = OUT / f"{path.stem}-measured.ipynb"
+    nbformat.write(source, measured)
+    log = log_path(path, seed, fast)
+    log.unlink(missing_ok=True)
+    os.environ["SKIPVIZ_CLAIMS_LOG"] = str(log)
     error = None
     try:
-        papermill.execute_notebook(str(path), str(out), parameters={"SEED": seed},
+        papermill.execute_notebook(str(measured), str(out), parameters={"SEED": seed},
                                    kernel_name="python3", cwd=str(path.parent), progress_bar=False)
     except papermill.PapermillExecutionError as err:
         error = f"{err.ename}: {err.evalue}"
@@ -40,6 +55,10 @@ def run(path: Path, seed: int, fast: bool) -> tuple[int, int, str | None]:
                    if o.get("output_type") == "stream")
     return (len(re.findall(r"^✔ ", text, re.M)), len(re.findall(r"^· not checked in FAST mode", text, re.M)),
             error)
+
+
+def log_path(path: Path, seed: int, fast: bool) -> Path:
+    return OUT / f"{path.stem}-seed{seed}{'-fast' if fast else ''}.margins.jsonl"
 
 
 def main() -> int:
@@ -61,6 +80,8 @@ def main() -> int:
                 failed = True
                 line += f"; STOPPED: {error}"
             print(line, flush=True)
+    logs = {(p.stem, seed): log_path(p, seed, args.fast) for p in paths for seed in args.seeds}
+    print("\n".join(report(logs)))
     return 1 if failed else 0
 
 

@@ -7,11 +7,11 @@ the reference answer.
 
 | notebook | checks |
 |---|---|
-| 01 | check_leaky_relu_factor, check_adam_step (and 05's check_glorot_factor) |
+| 01 | check_leaky_relu_factor, check_adam_step (and check_glorot_factor, for other activation/init pairs) |
 | 02 | check_bn_block (and check_block, for the feedback demo) |
 | 03 | check_two_branch_paths, check_tau_after_swaps |
 | 04 | check_filter_normalization, check_power_iteration |
-| 05 | check_mean_abs_weight, check_glorot_factor |
+| 05 | check_mean_abs_weight, check_quiet_layer |
 | 06 | check_scaled_distance, check_stopping_rule |
 | 07 | check_residual_block, check_skip_block, check_highway_layer, check_dense_block, check_unet_level |
 """
@@ -21,7 +21,7 @@ from .nb01 import check_adam_step, check_glorot_factor, check_leaky_relu_factor
 from .nb02 import check_block, check_bn_block
 from .nb03 import check_tau_after_swaps, check_two_branch_paths
 from .nb04 import check_filter_normalization, check_power_iteration
-from .nb05 import check_mean_abs_weight
+from .nb05 import check_mean_abs_weight, check_quiet_layer
 from .nb06 import check_scaled_distance, check_stopping_rule
 from .nb07 import (
                    UNetLevelBase,
@@ -35,7 +35,7 @@ from .nb07 import (
 
 __all__ = [
     "CheckResult", "check_glorot_factor", "check_leaky_relu_factor", "check_adam_step", "check_block", "check_bn_block", "check_two_branch_paths",
-    "check_tau_after_swaps", "check_filter_normalization", "check_power_iteration", "check_mean_abs_weight",
+    "check_tau_after_swaps", "check_filter_normalization", "check_power_iteration", "check_mean_abs_weight", "check_quiet_layer",
     "check_scaled_distance", "check_stopping_rule", "check_residual_block", "check_skip_block",
     "check_highway_layer", "check_dense_block", "check_unet_level", "UNetLevelBase", "dense_layers",
 ]

@@ -81,6 +81,9 @@ INPLACE_HINT = ("an in-place write (+=, or out[...] = ...) changed a tensor that
 def _explain(err: BaseException) -> str:
     if isinstance(err, RuntimeError) and "modified by an inplace operation" in str(err):
         return INPLACE_HINT
+    if isinstance(err, RuntimeError) and "leaf Variable that requires grad" in str(err):
+        return ("a write into the input x in place (x += ..., x.mul_(...)): the caller's x must stay as it "
+                "was, so compute a new tensor")
     return describe(err)
 
 

@@ -11,8 +11,10 @@ from .feedback import CheckResult, call_number, check_number
 
 
 def check_glorot_factor(value: object, activation: str = "sigmoid", init: str = "default") -> CheckResult:
-    """Your predicted per-layer factor ρ = sqrt(n Var[w] E[f'(s)²]) for a plain net (notebook 01,
-    exercise 1). activation: 'tanh', 'relu' or 'sigmoid'; init: 'default', 'xavier', 'he', 'small'."""
+    """Your predicted per-layer factor ρ = sqrt(n Var[w] E[f'(s)²]) for a plain net with one of the
+    activation/init pairs of notebook 01's table (not used by the notebooks' own exercises, whose
+    answers must not be one package call away; for a course's own questions). activation: 'tanh',
+    'relu' or 'sigmoid'; init: 'default', 'xavier', 'he', 'small'."""
     from ..probes import ACTIVATION_GAIN, N_VAR_W
 
     activation = check_choice("activation", activation, tuple(ACTIVATION_GAIN))

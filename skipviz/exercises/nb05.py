@@ -21,3 +21,56 @@ def check_mean_abs_weight(value: object, n: int = 64) -> CheckResult:
         "you used Var[w] = 1/n (Xavier's, for fan-in = fan-out); He init has 2/n": math.sqrt(1 / n) * math.sqrt(2 / math.pi),
     }
     return check_number(value, "E|w|", std * math.sqrt(2 / math.pi), mistakes)
+
+
+def _quiet(spread: float, factor: float, threshold: float) -> int:
+    """The first layer l >= 1 with spread * factor**(l - 1) < threshold, by stepping (no logs)."""
+    layer, s = 1, spread
+    while s >= threshold:
+        layer, s = layer + 1, s * factor
+    return layer
+
+
+QUIET_CASES = [(1.0, 0.408, 1e-6), (2.2, 0.939, 0.05), (0.85, 0.5, 1e-3), (1e-7, 0.4, 1e-6), (3.0, 0.9, 0.2)]
+
+
+def check_quiet_layer(fn: object) -> CheckResult:
+    """Your quiet_layer(spread, factor, threshold=1e-6): the first layer l (counting from 1) whose
+    predicted spread, spread · factor^(l-1) with `spread` that of layer 1, is below `threshold`
+    (notebook 05, exercise 2). Tested on five cases, one where layer 1 is already below it."""
+    from .feedback import call_number
+
+    mistakes = {
+        "off by one, one layer too late: layer l has spread · factor^(l-1), so layer 1 has the spread itself":
+            lambda s, f, t: _quiet(s, f, t) + 1,
+        "off by one, one layer too early: layer 1 has the spread itself, layer l has spread · factor^(l-1)":
+            lambda s, f, t: max(_quiet(s, f, t) - 1, 0),
+        "you left out the starting spread: the layer depends on how far spread is above the threshold":
+            lambda s, f, t: _quiet(1.0, f, t),
+        "you used factor², the variance's factor; the spread (a standard deviation) shrinks by the factor itself":
+            lambda s, f, t: _quiet(s, f * f, t),
+    }
+    for spread, factor, threshold in QUIET_CASES:
+        value, problem = call_number(fn, "quiet_layer", f"quiet_layer({spread:g}, {factor:g}, {threshold:g})",
+                                     spread, factor, threshold)
+        if problem is not None:
+            return problem
+        right = _quiet(spread, factor, threshold)
+        if value == right:
+            continue
+        if value != int(value):
+            return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) = {value:g}: a layer "
+                                      "is a whole number (round up the layer count, not the spread)")
+        for hint, wrong in mistakes.items():
+            if all(_call_int(fn, *case) == wrong(*case) for case in QUIET_CASES):
+                return CheckResult(False, hint)
+        return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) is wrong and matches none "
+                                  "of the usual mistakes: step through the layers by hand for that case")
+    return CheckResult(True, "correct: the first quiet layer matches for every case tested.")
+
+
+def _call_int(fn, *args):
+    try:
+        return float(fn(*args))
+    except Exception:
+        return math.nan

@@ -25,8 +25,10 @@ def check_stopping_rule(value: object, scaled_distance: float, eps: float) -> Ch
     if problem is not None:
         return problem
     if number != int(number):
-        return CheckResult(False, f"blocks_needed must be a whole number of blocks; got {number:g}")
+        return CheckResult(False, f"blocks_needed must be a whole number of blocks; got {number!r}")
     number = int(number)
+    if number < 1:
+        return CheckResult(False, f"{number} blocks: a section holds at least one block")
     if number == right:
         return CheckResult(True, f"correct: {number} blocks.")
     if number == right + 1 and math.isclose(scaled_distance / eps, round(scaled_distance / eps)):
@@ -87,6 +89,12 @@ def _mistakes(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[float, dict[str, 
                            for a, b in zip(states, states[1:])),
         "your norms run over the batch (dim=0): take one norm per example, over all its other axes":
             sum(((b - a).norm(dim=0) / a.norm(dim=0)).mean().item() for a, b in zip(flat, flat[1:])),
+        "your norms run over dim 1 only: an example here is (2, 6), so flatten it (x.flatten(1)) and take "
+        "one norm over all its numbers": sum(((b - a).norm(dim=1) / a.norm(dim=1)).mean().item()
+                                             for a, b in zip(states, states[1:])),
+        "every block ran on the section's input x_0: feed each block the previous block's output (x = block(x))":
+            sum(((block(states[0]) - states[0]).flatten(1).norm(dim=1) / flat[0].norm(dim=1)).mean().item()
+                for block in blocks),
     }
 
 

@@ -80,10 +80,10 @@ def _downsampler() -> nn.Module:
 
 @keeps_random_state
 def check_residual_block(cls: object) -> CheckResult:
-    """The article's ResidualBlock(in_channels, out_channels, stride=1, downsample=None) with both
-    bugs fixed: the shortcut uses self.downsample, and each convolution has its own BatchNorm.
-    Compared with the block as meant, with the same weights, once with the same channels and once
-    halving the length and doubling the channels through a downsampler."""
+    """Your ResidualBlock(in_channels, out_channels, stride=1, downsample=None): the article's block
+    with its bugs fixed (notebook 07, exercise 1). Compared with the block as meant, with the same
+    weights, once with the same channels and once halving the length and doubling the channels
+    through a downsampler; in train and eval mode and through backward()."""
     name = "ResidualBlock"
     if cls is None or cls is Ellipsis:
         return not_done(name)
@@ -122,21 +122,27 @@ def check_residual_block(cls: object) -> CheckResult:
 
 
 class _SkipBlock(nn.Module):
-    """The lecture's SkipBlock as meant (`mistake` for the typical wrong fixes)."""
+    """The lecture's SkipBlock as meant (`mistake` for the typical wrong fixes). `second_conv`:
+    whether a block that changes the channels also runs conv2 — the lecture runs it only when
+    in_ch == out_ch, and either reading is a right fix."""
 
-    def __init__(self, in_ch, out_ch, mistake=None):
+    def __init__(self, in_ch, out_ch, mistake=None, second_conv=True):
         super().__init__()
         self.in_ch, self.out_ch, self.mistake = in_ch, out_ch, mistake
         self.conv1 = nn.Conv1d(in_ch, out_ch, 3, padding=1)
-        self.conv2 = nn.Conv1d(out_ch, out_ch, 3, padding=1)
-        self.bn1, self.bn2 = nn.BatchNorm1d(out_ch), nn.BatchNorm1d(out_ch)
+        self.bn1 = nn.BatchNorm1d(out_ch)
+        if second_conv or in_ch == out_ch:
+            self.conv2, self.bn2 = nn.Conv1d(out_ch, out_ch, 3, padding=1), nn.BatchNorm1d(out_ch)
+        else:
+            self.conv2 = None
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
         m = self.mistake
-        if m != "relu after sum":
-            out = torch.relu(out)
+        if self.conv2 is not None:
+            out = self.bn2(self.conv2(out))
+            if m != "relu after sum":
+                out = torch.relu(out)
         if self.in_ch == self.out_ch:
             skip = x
         else:
@@ -163,9 +169,9 @@ SKIP_MISTAKES = {
 
 @keeps_random_state
 def check_skip_block(cls: object) -> CheckResult:
-    """The lecture's SkipBlock(in_ch, out_ch) with both bugs fixed: conv2 reads conv1's out_ch
-    channels, and with out_ch = 2 in_ch the input is added to both halves of the channels.
-    Compared with the block as meant, with the same weights, for in_ch = out_ch = 8 and 8 -> 16."""
+    """Your SkipBlock(in_ch, out_ch): the lecture's block with its bugs fixed (notebook 07,
+    exercise 2). Compared with the block as meant, with the same weights, for in_ch = out_ch = 8
+    and for 8 -> 16 channels, in train and eval mode and through backward()."""
     name = "SkipBlock"
     if cls is None or cls is Ellipsis:
         return not_done(name)
@@ -180,7 +186,12 @@ def check_skip_block(cls: object) -> CheckResult:
             if "to have 8 channels, but got 16" in problem.message:
                 return CheckResult(False, "conv2 is built for in_ch channels, but it receives conv1's out_ch: "
                                           "build it as Conv1d(out_ch, out_ch, ...)")
+            if args == (8, 16) and ("must match the size" in problem.message or "shape" in problem.message):
+                return CheckResult(False, "with 8 -> 16 channels, out[:, in_ch] is a single channel and cannot take "
+                                          f"the whole input ({problem.message}): the input belongs on each half")
             return problem
+        if differs is not None and args == (8, 16):   # the lecture's reading: no conv2 when the channels change
+            differs, _, _ = compare_modules(block, _SkipBlock(*args, second_conv=False), [x], name)
         if differs is None:
             continue
         messages = dict(SKIP_MISTAKES)
@@ -208,6 +219,8 @@ class _Highway(nn.Module):
 
     def forward(self, x):
         m = self.mistake
+        if m == "residual":   # the gate is never called
+            return torch.relu(self.transform(x)) + x
         t = self.gate(x) if m == "no sigmoid" else torch.tanh(self.gate(x)) if m == "tanh gate" else \
             torch.sigmoid(self.gate(x))
         h = self.transform(x) if m == "no relu" else torch.relu(self.transform(x))
@@ -215,7 +228,7 @@ class _Highway(nn.Module):
             return t * h + t * x
         if m == "swapped":
             return (1 - t) * h + t * x
-        if m == "residual":
+        if m == "residual, gate ignored":
             return h + x
         return t * h + (1 - t) * x
 
@@ -227,6 +240,7 @@ HIGHWAY_MISTAKES = {
     "tanh gate": "the gate uses tanh, which runs from -1 to 1; T is a share between 0 and 1: sigmoid",
     "no relu": "H has no ReLU: H(x) = relu(W_H x + b_H)",
     "residual": "that is a residual layer, H(x) + x: the gate T is missing",
+    "residual, gate ignored": "that is a residual layer, H(x) + x: the gate T is computed but never used",
 }
 
 
@@ -322,19 +336,28 @@ def check_dense_block(fn: object) -> CheckResult:
     layers = dense_layers()
     layers = nudged(layers)
     x = _input(6, 4, 10)
-    received: list[int] = []
-    hooks = [layer.register_forward_pre_hook(lambda m, inputs: received.append(inputs[0].shape[1]))
-             for layer in layers]
+    received: dict[int, int] = {}   # layer index -> the channels it was first given
+
+    def record(j):
+        def hook(module, inputs):   # returns None: the layer's input is left as it is
+            received.setdefault(j, inputs[0].shape[1])
+        return hook
+
+    hooks = [layer.register_forward_pre_hook(record(j)) for j, layer in enumerate(layers)]
     try:
         _, problem = call(fn, name, x.clone(), layers)
     finally:
         for h in hooks:
             h.remove()
     if problem is not None:
-        wrong = next((j for j, c in enumerate(received) if c != 4 + 3 * j), None)
+        if "Sizes of tensors must match" in problem.message:
+            return CheckResult(False, "the feature maps are concatenated along the wrong axis: they share the "
+                                      "batch and the length, and stack along the channels (dim=1)")
+        wrong = next((j for j in sorted(received) if received[j] != 4 + 3 * j), None)
         if wrong is not None:
-            return CheckResult(False, f"layer {wrong + 1} received the wrong number of channels ({received[wrong]}): "
-                                      "layer l reads the concatenation of x and every earlier layer's output")
+            return CheckResult(False, f"layer {wrong + 1} received {received[wrong]} channels, where it reads "
+                                      f"{4 + 3 * wrong}: layer l reads the concatenation of x and the outputs of "
+                                      "the layers before it, in order")
         return problem
     student = _FunctionBlock(fn, layers)
     differs, _, problem = compare_modules(student, _FunctionBlock(_dense_reference, dense_layers()), [x], name)
