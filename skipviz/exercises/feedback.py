@@ -105,6 +105,12 @@ def as_number(value: object, name: str) -> tuple[float | None, CheckResult | Non
         if value.size != 1:
             return None, CheckResult(False, f"{name} must be one number; got an array of shape {value.shape}")
         value = value.reshape(()).item()
+    if not isinstance(value, (bool, np.bool_, str, numbers.Real, decimal.Decimal, np.integer, np.floating)) \
+            and hasattr(value, "__float__") and not isinstance(value, numbers.Complex):
+        try:   # an exact answer from sympy and the like: its float is what is compared
+            value = float(value)
+        except (TypeError, ValueError):
+            pass
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, decimal.Decimal, np.integer, np.floating)):
         return None, CheckResult(False, f"{name} must be a number; got {type(value).__name__} {value!r:.40}")
     value = float(value)
@@ -299,8 +305,11 @@ def behaviour(module: nn.Module, inputs: Sequence[torch.Tensor], name: str, dtyp
     except Exception as err:
         return None, CheckResult(False, f"{name}.forward on inputs of shape {shapes} (train mode) raised "
                                         f"{_explain(err)}")
+    if isinstance(out, (list, tuple)) and out and all(isinstance(o, torch.Tensor) for o in out):
+        return None, CheckResult(False, f"{name} returned a {type(out).__name__} of tensors; it must return one "
+                                        "tensor (concatenate them with torch.cat)")
     if not isinstance(out, torch.Tensor):
-        return None, CheckResult(False, f"{name}.forward must return a tensor; it returned {type(out).__name__}")
+        return None, CheckResult(False, f"{name} must return a tensor; it returned {type(out).__name__}")
     changed = [k for k, p in module.named_parameters() if not torch.equal(p.detach(), before[k])]
     if changed:
         return None, CheckResult(False, f"{name}.forward changes its own parameters ({', '.join(changed[:3])}): "

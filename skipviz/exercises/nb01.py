@@ -7,7 +7,7 @@ import math
 
 from .._validation import check_choice
 from .._validation import check_number as check_float
-from .feedback import CheckResult, call_number, check_number
+from .feedback import CheckResult, as_number, call_number, check_number
 
 
 def check_glorot_factor(value: object, activation: str = "sigmoid", init: str = "default") -> CheckResult:
@@ -57,19 +57,24 @@ def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: 
     if not callable(answer):
         mistakes = {hint: f(grad, lr, eps) for hint, f in ADAM_MISTAKES.items()}
         return check_number(answer, "Adam's step", _adam(grad, lr, eps), mistakes)
-    for g in (1e-15, 1e-3, -0.5, 2.0):
-        value, problem = call_number(answer, "adam_first_step", f"adam_first_step({g:g}, {lr:g}, {eps:g})", g, lr, eps)
+    cases = [(g, lr, eps) for g in (1e-15, 1e-3, -0.5, 2.0)] + [(1e-6, 3e-3, 1e-6), (-0.2, 1e-2, 1e-3)]
+    for g, rate, e in cases:
+        value, problem = call_number(answer, "adam_first_step", f"adam_first_step({g:g}, {rate:g}, {e:g})", g, rate, e)
         if problem is not None:
             return problem
-        right = _adam(g, lr, eps)
-        if math.isclose(value, right, rel_tol=1e-6):
+        if math.isclose(value, _adam(g, rate, e), rel_tol=1e-6):
             continue
-        # the first mistake that matches here and at every other gradient
-        for hint, f in ADAM_MISTAKES.items():
-            if all(math.isclose(_call(answer, h, lr, eps), f(h, lr, eps), rel_tol=1e-6) for h in (1e-15, 1e-3, -0.5, 2.0)):
-                return CheckResult(False, f"adam_first_step({g:g}) is not right: {hint}")
-        return CheckResult(False, f"adam_first_step({g:g}, {lr:g}, {eps:g}) = {value:.3g} is not right, and it "
-                                  "matches none of the usual mistakes: write out m̂ and v̂ after one step")
+        call_text = f"adam_first_step({g:g}, {rate:g}, {e:g})"
+        if all(math.isclose(_call(answer, *c), -_adam(*c), rel_tol=1e-6) for c in cases):
+            return CheckResult(False, f"{call_text} has the wrong sign: the question asks for the step's size "
+                                      "lr·m̂/(√v̂ + ε), not the update Δw = −step")
+        if all(math.isclose(_call(answer, *c), _adam(c[0], lr, eps), rel_tol=1e-6) for c in cases):
+            return CheckResult(False, f"{call_text} is not right: your function ignores its lr and eps arguments")
+        for hint, f in ADAM_MISTAKES.items():   # the first mistake that matches in every case
+            if all(math.isclose(_call(answer, *c), f(*c), rel_tol=1e-6) for c in cases):
+                return CheckResult(False, f"{call_text} is not right: {hint}")
+        return CheckResult(False, f"{call_text} = {value:.3g} is not right, and it matches none of the usual "
+                                  "mistakes: write out m̂ and v̂ after one step")
     return CheckResult(True, "correct: your step matches Adam's first step for tiny, small and large gradients "
                              "of both signs.")
 
@@ -97,7 +102,7 @@ def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
             math.sqrt(n_var * ((1 + slope) / 2) ** 2),
         "you added the two halves' squared slopes without weighting them: each half holds half of the units":
             math.sqrt(n_var * (1 + slope ** 2)),
-        "that is the plain ReLU's factor: the negative half passes a² of the variance, not nothing":
+        "that is the plain ReLU's factor: with a leaky ReLU the negative half passes some gradient too":
             math.sqrt(n_var / 2),
         "that is n Var[w] E[f'²] without the square root: ρ is the factor of the RMS, the square "
         "root of the variance factor": n_var * gain,
@@ -106,4 +111,9 @@ def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
         "that is the factor after 30 layers; the question asks for one layer": rho ** 30,
     }
     # The plain ReLU's factor is only 2% away: compare to rounding at three digits, not 2%.
-    return check_number(value, "the factor", rho, mistakes, rel=0.003)
+    verdict = check_number(value, "the factor", rho, mistakes, rel=0.003)
+    number, _ = as_number(value, "the factor")
+    if not verdict.ok and number is not None and "matches none" in verdict.message and abs(number / rho - 1) < 0.02:
+        return CheckResult(False, f"the factor = {number:.3g} is close, but give three significant digits or "
+                                  "more: the plain ReLU's factor is only 2% away")
+    return verdict

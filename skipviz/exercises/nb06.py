@@ -12,33 +12,53 @@ from .._validation import check_number as _check_arg
 from .._validation import check_seed
 from .feedback import CheckResult, as_number, call_number
 
+STOPPING_CASES = [(2.35, 0.05), (2.1, 0.3), (2.36, 0.05), (0.3, 0.1), (4.11, 0.1), (0.05, 0.1)]
 
-def check_stopping_rule(value: object, scaled_distance: float, eps: float) -> CheckResult:
-    """Your number of blocks for a section of scaled distance d with tolerance eps: Hauser's
-    L = ceil(d / eps) (notebook 06, exercise 2). Accepts any whole number (int, numpy, torch)."""
+
+def check_stopping_rule(answer: object, scaled_distance: float = 2.35, eps: float = 0.05) -> CheckResult:
+    """Your stopping rule (notebook 06, exercise 2): a function blocks_for(d_scaled, eps) -> Hauser's
+    L = ceil(d_scaled / eps), checked on five cases — a quotient that is a whole number (where
+    floats show a tiny excess), fractional ones, and one below a single block; or one whole number,
+    the blocks for `scaled_distance` and `eps`."""
     from ..perturbation import stopping_rule
 
+    if callable(answer):
+        for d, e in STOPPING_CASES:
+            value, problem = call_number(answer, "blocks_for", f"blocks_for({d:g}, {e:g})", d, e)
+            if problem is not None:
+                return problem
+            verdict = _stopping_verdict(value, d, e, stopping_rule(d, e), f"blocks_for({d:g}, {e:g})")
+            if not verdict.ok:
+                return verdict
+        return CheckResult(True, "correct: the rule's answer in every case tested, whole-number quotients included.")
     scaled_distance = _check_arg("scaled_distance", scaled_distance, 0, strict=True)
     eps = _check_arg("eps", eps, 0, strict=True)
-    right = stopping_rule(scaled_distance, eps)
-    number, problem = as_number(value, "blocks_needed")
+    number, problem = as_number(answer, "blocks_needed")
     if problem is not None:
         return problem
+    return _stopping_verdict(number, scaled_distance, eps, stopping_rule(scaled_distance, eps), "blocks_needed")
+
+
+def _stopping_verdict(number: float, d: float, eps: float, right: int, name: str) -> CheckResult:
     if number != int(number):
-        return CheckResult(False, f"blocks_needed must be a whole number of blocks; got {number!r}")
+        return CheckResult(False, f"{name} must be a whole number of blocks; got {number!r}")
     number = int(number)
-    if number < 1:
-        return CheckResult(False, f"{number} blocks: a section holds at least one block")
     if number == right:
         return CheckResult(True, f"correct: {number} blocks.")
-    if number == right + 1 and math.isclose(scaled_distance / eps, round(scaled_distance / eps)):
-        return CheckResult(False, f"{number} is too many: d / eps is a whole number here, and ceil leaves a "
-                                  "whole number as it is (in floats the quotient may show a tiny excess: round "
-                                  "it before ceil)")
-    if number in (math.floor(scaled_distance * eps), math.ceil(scaled_distance * eps)):
-        return CheckResult(False, "you multiplied by eps; the rule divides: L = ceil(d / eps)")
+    if number < 1:
+        return CheckResult(False, f"{name} = {number}: a section holds at least one block")
+    exact = math.isclose(d / eps, round(d / eps))
+    if number == right + 1 and exact:
+        return CheckResult(False, f"{name} is too many: d / eps is a whole number here, and ceil leaves a whole "
+                                  "number as it is (in floats the quotient may show a tiny excess: round it "
+                                  "before ceil)")
+    if number == right - 1 and not exact:
+        return CheckResult(False, f"{name} is too few: round up (ceil) — a fraction of a block still needs a "
+                                  "whole block")
+    if number in (math.floor(d * eps), math.ceil(d * eps)):
+        return CheckResult(False, f"{name}: you multiplied by eps; the rule divides, d_scaled / eps")
     word = "too many" if number > right else "too few"
-    return CheckResult(False, f"{number} blocks is {word}: L = ceil(d_scaled / eps)")
+    return CheckResult(False, f"{name} is {word}: L = ceil(d_scaled / eps)")
 
 
 class _Block(nn.Module):
@@ -92,6 +112,8 @@ def _mistakes(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[float, dict[str, 
         "your norms run over dim 1 only: an example here is (2, 6), so flatten it (x.flatten(1)) and take "
         "one norm over all its numbers": sum(((b - a).norm(dim=1) / a.norm(dim=1)).mean().item()
                                              for a, b in zip(states, states[1:])),
+        "you divided the mean step by the mean norm, one ratio per block; average the per-example ratios instead":
+            sum(((b - a).norm(dim=1).mean() / a.norm(dim=1).mean()).item() for a, b in zip(flat, flat[1:])),
         "every block ran on the section's input x_0: feed each block the previous block's output (x = block(x))":
             sum(((block(states[0]) - states[0]).flatten(1).norm(dim=1) / flat[0].norm(dim=1)).mean().item()
                 for block in blocks),

@@ -92,6 +92,10 @@ def check_residual_block(cls: object) -> CheckResult:
         block, problem = build(cls, name, *args, downsample=down)
         if problem is not None:
             return problem
+        shared = {id(m) for m in down.modules()} if down is not None else set()
+        if any(isinstance(m, nn.Conv1d) and m.bias is None and id(m) not in shared for m in block.modules()):
+            return CheckResult(False, "your convolutions have bias=False (torchvision's style); this exercise keeps "
+                                      "the article's layers, nn.Conv1d with its bias")
         block = nudged(block, [down] if down else [])
         differs, _, problem = compare_modules(block, _ResidualBlock(*args, downsample=down), [x], name,
                                               [down] if down else [])
