@@ -89,3 +89,17 @@ def test_the_margin_report_puts_the_claims_closest_to_failing_first(tmp_path):
         logs[("01_x", seed)] = path
     lines = report(logs)
     assert "close" in lines[1] and "safe" in lines[2] and "slack  0.020" in lines[1]
+
+
+def test_the_margin_policy_flags_unsteady_claims():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from claim_margins import fragile
+
+    assert fragile([0.9, 0.1, 0.85])             # z about 1.7
+    assert not fragile([0.04, 0.06, 0.05])       # thin but steady: z 5
+    assert not fragile([0.008, 0.0081, 0.0079])
+    assert not fragile([0.3, 0.3])               # the same for every seed: exact
+    assert fragile([-0.1, 0.5, 0.5])             # failed once

@@ -65,9 +65,22 @@ def with_margins(source: str) -> str:
     return ast.unparse(ast.fix_missing_locations(_Claims().visit(tree)))
 
 
+def fragile(slacks: list[float]) -> bool:
+    """The margin policy: a claim that failed for a seed, or whose slack varies over the seeds with a
+    mean less than three standard deviations above zero, is fragile: a new seed could break it.
+    A slack that is the same for every seed (an exact count, a fixed matrix) is not."""
+    if min(slacks) <= 0:
+        return True
+    if len(slacks) < 2:
+        return False
+    spread = statistics.stdev(slacks)
+    return spread > 0 and statistics.mean(slacks) / spread < 3
+
+
 def report(logs: dict[tuple[str, int], Path], worst: int = 25) -> list[str]:
-    """Lines of the margin report from {(notebook, seed): log}: per claim its smallest slack over
-    the seeds and z = mean / standard deviation of its slack."""
+    """Lines of the margin report from {(notebook, seed): log}: how many claims have a size, how
+    many break the margin policy (`fragile`), and the claims closest to failing with their smallest
+    slack over the seeds and z = mean / standard deviation of the slack."""
     slacks: dict[tuple[str, str], dict[int, float | None]] = {}
     for (notebook, seed), path in logs.items():
         if not path.exists():
@@ -83,13 +96,15 @@ def report(logs: dict[tuple[str, int], Path], worst: int = 25) -> list[str]:
         values = [v for v in per_seed.values() if v is not None]
         if not values:
             continue
-        smallest = min(values)
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         z = statistics.mean(values) / spread if spread > 0 else math.inf
-        rows.append((smallest, z, notebook, statement, len(values)))
-    rows.sort(key=lambda r: (min(r[0], r[1] / 10), r[0]))
-    lines = [f"{len(rows)} claims with a size; the {min(worst, len(rows))} closest to failing "
-             "(slack: distance from the bound relative to the compared sizes; z: mean slack / its spread over seeds):"]
-    for smallest, z, notebook, statement, n in rows[:worst]:
-        lines.append(f"  slack {smallest:6.3f}  z {z:6.1f}  ({n} seeds)  {notebook[:2]}  {statement[:110]}")
+        rows.append((fragile(values), min(values), z, notebook, statement, len(values)))
+    rows.sort(key=lambda r: (not r[0], min(r[1], r[2] / 10), r[1]))
+    lines = [f"{len(rows)} claims with a size, {sum(r[0] for r in rows)} below the margin policy "
+             "(z = mean slack / its spread over the seeds at least 3). "
+             f"The {min(worst, len(rows))} closest to failing (slack: distance from the bound relative to the "
+             "compared sizes, 0 on the edge; z inf: the same for every seed):"]
+    for is_fragile, smallest, z, notebook, statement, n in rows[:worst]:
+        mark = "!" if is_fragile else " "
+        lines.append(f" {mark} slack {smallest:6.3f}  z {z:6.1f}  ({n} seeds)  {notebook[:2]}  {statement[:100]}")
     return lines
