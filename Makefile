@@ -91,7 +91,7 @@ test-student: $(STUDENT_STAMP)
 
 # Every notebook in FULL mode for seeds 0-2: how many of the text's claims held (slow: ~25 min).
 claims: setup-test
-	$(PY) tools/claims.py --seeds 0 1 2
+	$(PY) tools/claims.py --seeds 0 1 2 3 4 5
 
 # Debian's chromium for the browser tests (never a browser downloaded by playwright).
 browser:
