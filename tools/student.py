@@ -81,7 +81,8 @@ def _check_messages(reference: nbformat.NotebookNode) -> list[str]:
     """The feedback lines the reference's check cells printed (without the ✅/❌ mark)."""
     found = []
     for cell in reference.cells:
-        if cell.cell_type == "code" and "exercises.check_" in cell.source:
+        if (cell.cell_type == "code" and "exercises.check_" in cell.source
+                and "feedback-demo" not in cell.metadata.get("tags", [])):
             for line in _output_text(cell).splitlines():
                 line = line.strip().strip("'\"")
                 if line[:1] in "✅❌" and len(line) > 20:
@@ -91,14 +92,17 @@ def _check_messages(reference: nbformat.NotebookNode) -> list[str]:
 
 def leaks(copy: nbformat.NotebookNode, reference: nbformat.NotebookNode) -> list[str]:
     """What an executed student copy gives away: verdicts other than "not done yet", and any
-    feedback message of the reference's check cells."""
+    feedback message of the reference's check cells. A cell tagged `feedback-demo` (a wrong answer
+    to a question the notebook does not ask, shown to explain the feedback) is left out."""
     problems = []
     messages = _check_messages(reference)
     for i, cell in enumerate(copy.cells):
+        if "feedback-demo" in cell.metadata.get("tags", []):
+            continue   # shows the feedback on a wrong answer to a question the student is not asked
         text = _output_text(cell)
         for line in text.splitlines():
             line = line.strip().strip("'\"")
-            if line[:1] in "✅❌" and "not done yet" not in line:
+            if line and line[0] in "✅❌" and "not done yet" not in line:
                 problems.append(f"cell {i} prints a verdict on a published answer: {line[:80]}")
         problems += [f"cell {i} prints the reference's feedback: {m[:80]}" for m in messages if m in text]
     return problems
