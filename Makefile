@@ -89,7 +89,7 @@ test-student: $(STUDENT_STAMP)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/student
 	$(PY) tools/student.py --execute
 
-# Every notebook in FULL mode for seeds 0-2: how many of the text's claims held (slow: ~25 min).
+# Every notebook in FULL mode for seeds 0-5: the claims that held, their margins over the seeds (slow: ~1 h cold).
 claims: setup-test
 	$(PY) tools/claims.py --seeds 0 1 2 3 4 5
 
