@@ -11,6 +11,8 @@ cell of claims prints the same on every machine and can be compared by nbval.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 
 from .settings import fast_mode
@@ -135,9 +137,6 @@ def margin_and(*thunks) -> Margin:
 
 def _record(statement: str, holds) -> None:
     """With SKIPVIZ_CLAIMS_LOG set (by `make claims`), append the claim's slack to that file."""
-    import json
-    import os
-
     path = os.environ.get("SKIPVIZ_CLAIMS_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as log:

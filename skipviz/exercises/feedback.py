@@ -162,6 +162,15 @@ def call(fn: object, name: str, *args) -> tuple[object, CheckResult | None]:
         return None, CheckResult(False, f"calling {name} raised {_explain(err)}")
 
 
+def value_or_nan(fn: Callable, *args) -> float:
+    """fn(*args) as a float, or nan when it raises or returns no number: for comparing an answer
+    with each typical mistake over many cases, after the first call has been checked properly."""
+    try:
+        return float(fn(*args))
+    except Exception:
+        return math.nan
+
+
 def call_number(fn: object, name: str, call_text: str, *args) -> tuple[float | None, CheckResult | None]:
     """(fn(*args) as a float, None), or (None, what went wrong); `call_text` names the call."""
     out, problem = call(fn, name, *args)

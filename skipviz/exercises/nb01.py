@@ -7,7 +7,7 @@ import math
 
 from .._validation import check_choice
 from .._validation import check_number as check_float
-from .feedback import CheckResult, as_number, call_number, check_number
+from .feedback import CheckResult, as_number, call_number, check_number, value_or_nan
 
 
 def check_glorot_factor(value: object, activation: str = "sigmoid", init: str = "default") -> CheckResult:
@@ -65,25 +65,18 @@ def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: 
         if math.isclose(value, _adam(g, rate, e), rel_tol=1e-6):
             continue
         call_text = f"adam_first_step({g:g}, {rate:g}, {e:g})"
-        if all(math.isclose(_call(answer, *c), -_adam(*c), rel_tol=1e-6) for c in cases):
+        if all(math.isclose(value_or_nan(answer, *c), -_adam(*c), rel_tol=1e-6) for c in cases):
             return CheckResult(False, f"{call_text} has the wrong sign: the question asks for the step's size "
                                       "lr·m̂/(√v̂ + ε), not the update Δw = −step")
-        if all(math.isclose(_call(answer, *c), _adam(c[0], lr, eps), rel_tol=1e-6) for c in cases):
+        if all(math.isclose(value_or_nan(answer, *c), _adam(c[0], lr, eps), rel_tol=1e-6) for c in cases):
             return CheckResult(False, f"{call_text} is not right: your function ignores its lr and eps arguments")
         for hint, f in ADAM_MISTAKES.items():   # the first mistake that matches in every case
-            if all(math.isclose(_call(answer, *c), f(*c), rel_tol=1e-6) for c in cases):
+            if all(math.isclose(value_or_nan(answer, *c), f(*c), rel_tol=1e-6) for c in cases):
                 return CheckResult(False, f"{call_text} is not right: {hint}")
         return CheckResult(False, f"{call_text} = {value:.3g} is not right, and it matches none of the usual "
                                   "mistakes: write out m̂ and v̂ after one step")
     return CheckResult(True, "correct: your step matches Adam's first step for tiny, small and large gradients "
                              "of both signs.")
-
-
-def _call(fn, *args) -> float:
-    try:
-        return float(fn(*args))
-    except Exception:
-        return math.nan
 
 
 def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:

@@ -15,6 +15,22 @@ def _first_wrong(got: dict, right: Callable, cases) -> tuple | None:
     return next((c for c in cases if not math.isclose(got[c], right(*c), rel_tol=1e-6, abs_tol=1e-9)), None)
 
 
+def _answers(fn: object, name: str, cases) -> tuple[dict | None, CheckResult | None]:
+    """({case: fn(*case)}, None), or (None, the verdict for the first call that fails)."""
+    got = {}
+    for case in cases:
+        out, problem = call_number(fn, name, f"fn({', '.join(map(str, case))})", *case)
+        if problem is not None:
+            return None, problem
+        got[case] = out
+    return got, None
+
+
+def _named_mistake(got: dict, wrong: dict[str, Callable], cases) -> str | None:
+    """The hint of the first typical mistake that matches the answers in every case, or None."""
+    return next((hint for hint, f in wrong.items() if _first_wrong(got, f, cases) is None), None)
+
+
 def check_two_branch_paths(fn: object) -> CheckResult:
     """Your fn(n, k): the number of paths of length k through n blocks, each block holding two
     parallel branches beside its skip, y = x + f(x) + g(x) (notebook 03, exercise 1). A path of
@@ -42,17 +58,14 @@ def check_two_branch_paths(fn: object) -> CheckResult:
         "the two choices of branch belong to the blocks the path goes through, not to those it skips":
             lambda n, k: math.comb(n, k) * 2 ** (n - k),
     }
-    got = {}
-    for n, k in cases:
-        out, problem = call_number(fn, "count_paths", f"fn({n}, {k})", n, k)
-        if problem is not None:
-            return problem
-        got[n, k] = out
+    got, problem = _answers(fn, "count_paths", cases)
+    if problem is not None:
+        return problem
     if _first_wrong(got, right, cases) is None:
         return CheckResult(True, "correct: your counts match for every n up to 12 and for n = 54.")
-    for hint, count in wrong.items():
-        if _first_wrong(got, count, cases) is None:
-            return CheckResult(False, hint)
+    hint = _named_mistake(got, wrong, cases)
+    if hint:
+        return CheckResult(False, hint)
     n, k = _first_wrong(got, right, cases)
     if n == 54 and all(math.isclose(got[c], right(*c)) for c in cases if c[0] <= 12):
         return CheckResult(False, f"fn(54, {k}) is wrong although every count up to n = 12 is right: does "
@@ -92,17 +105,14 @@ def check_tau_after_swaps(fn: object) -> CheckResult:
         "you counted each swap as moving one block past all the others; a swap of neighbours changes "
         "the order of one pair only": lambda n, s: 1 - 4 * s * (n - 1) / (n * (n - 1)),
     }
-    got = {}
-    for n, s in cases:
-        out, problem = call_number(fn, "tau_after_swaps", f"fn({n}, {s})", n, s)
-        if problem is not None:
-            return problem
-        got[n, s] = out
+    got, problem = _answers(fn, "tau_after_swaps", cases)
+    if problem is not None:
+        return problem
     if _first_wrong(got, right, cases) is None:
         return CheckResult(True, "correct: your τ matches for every n and number of swaps tested.")
-    for hint, tau in wrong.items():
-        if _first_wrong(got, tau, cases) is None:
-            return CheckResult(False, hint)
+    hint = _named_mistake(got, wrong, cases)
+    if hint:
+        return CheckResult(False, hint)
     if all(float(v).is_integer() for v in got.values()) and any(
             not right(*c).is_integer() for c in cases):
         return CheckResult(False, "every value you return is a whole number: integer division (//) "

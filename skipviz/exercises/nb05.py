@@ -39,7 +39,7 @@ def check_quiet_layer(fn: object) -> CheckResult:
     """Your quiet_layer(spread, factor, threshold=1e-6): the first layer l (counting from 1) whose
     predicted spread, spread · factor^(l-1) with `spread` that of layer 1, is below `threshold`
     (notebook 05, exercise 2). Tested on five cases, one where layer 1 is already below it."""
-    from .feedback import call_number
+    from .feedback import call_number, value_or_nan
 
     mistakes = {
         "off by one, one layer too late: layer l has spread · factor^(l-1), so layer 1 has the spread itself":
@@ -63,15 +63,8 @@ def check_quiet_layer(fn: object) -> CheckResult:
             return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) = {value:g}: a layer "
                                       "is a whole number (round up the layer count, not the spread)")
         for hint, wrong in mistakes.items():
-            if all(_call_int(fn, *case) == wrong(*case) for case in QUIET_CASES):
+            if all(value_or_nan(fn, *case) == wrong(*case) for case in QUIET_CASES):
                 return CheckResult(False, hint)
         return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) is wrong and matches none "
                                   "of the usual mistakes: step through the layers by hand for that case")
     return CheckResult(True, "correct: the first quiet layer matches for every case tested.")
-
-
-def _call_int(fn, *args):
-    try:
-        return float(fn(*args))
-    except Exception:
-        return math.nan
