@@ -18,7 +18,7 @@ ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PORTABLE   := ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL      := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-.PHONY: setup setup-test lab test test-portable test-all test-student student slides claims browser notebooks lint bench lock clean
+.PHONY: setup setup-test lab test test-portable test-all test-student student slides claims browser notebooks lint bench fuzz lock clean
 
 setup: $(LAB_STAMP)
 setup-test: $(TEST_STAMP)
@@ -62,6 +62,12 @@ test: setup-test
 	SKIPVIZ_FAST=1 $(PY) -m pytest tests --ignore=tests/browser --ignore=tests/student -m "not papermill and not slow"
 	SKIPVIZ_FAST=1 $(NBVAL)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_in_browser.py
+
+# The error contract fuzzed for longer than `make test` does (tests/test_fuzz.py): random cases,
+# FUZZ_EXAMPLES per public callable; what fails is kept in .hypothesis/ and replayed first next time.
+FUZZ_EXAMPLES ?= 300
+fuzz: setup-test
+	SKIPVIZ_FAST=1 SKIPVIZ_FUZZ_PROFILE=fuzz SKIPVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py -q -x
 
 # nbval once more under other numerics: torch's generic CPU kernels (no AVX2/AVX-512) and one
 # thread, as on another student's laptop. The checked cells must print the same there.

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from .errors import SkipvizValueError
+
 _WARNED: set[str] = set()
 
 
@@ -28,7 +30,7 @@ def checksum(value: Any) -> str:
     def feed(v: Any) -> None:
         if isinstance(v, torch.Tensor):
             if v.layout != torch.strided:
-                raise ValueError(f"a {v.layout} tensor where a dense one belongs")
+                raise SkipvizValueError(f"a {v.layout} tensor where a dense one belongs")
             t = v.detach().contiguous()
             h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -81,9 +83,9 @@ def load(path: Path, key: str, fmt: int) -> dict[str, Any]:
     """
     record = torch.load(path, weights_only=True)
     if not isinstance(record, dict) or record.get("format") != fmt or record.get("key") != key:
-        raise ValueError("the file belongs to another configuration")
+        raise SkipvizValueError("the file belongs to another configuration")
     stored = record.pop("checksum", None)
     blob = {k: v for k, v in record.items() if k not in ("format", "key")}
     if stored != checksum(blob):
-        raise ValueError("its checksum does not match its contents (the file is damaged)")
+        raise SkipvizValueError("its checksum does not match its contents (the file is damaged)")
     return record

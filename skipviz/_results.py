@@ -17,6 +17,7 @@ from torch import nn
 from . import _cache
 from ._validation import check_bool
 from .data import Dataset
+from .errors import SkipvizValueError
 from .settings import cache_dir, progress_bars
 from .training import cache_key, check_fits
 
@@ -26,7 +27,7 @@ CACHE_FORMAT = 3  # 2: CurvatureMap.steps_taken; 3: the proven engine (skipviz.g
 @contextlib.contextmanager
 def progress(total: int, enabled: bool | None, desc: str) -> Iterator[Callable | None]:
     """A tqdm bar's update function (enabled None: follow `settings.progress_bars`), or None."""
-    if not (progress_bars() if enabled is None else enabled):
+    if not (progress_bars() if enabled is None else check_bool("progress", enabled)):
         yield None
         return
     from tqdm.auto import tqdm
@@ -60,7 +61,7 @@ def cached(cache: bool, kind: str, model: nn.Module, dataset: Dataset, settings:
             fields = _cache.load(path, key, CACHE_FORMAT)["result"]
             names = {f.name for f in dataclasses.fields(result_type)}
             if not isinstance(fields, dict) or set(fields) != names:
-                raise ValueError("it does not hold a " + result_type.__name__)
+                raise SkipvizValueError("it does not hold a " + result_type.__name__)
             result = result_type(**fields)
             result._check()
             return result
@@ -76,4 +77,4 @@ def check_float64(name: str, t: object, shape: tuple[int, ...] | None = None) ->
     ok = isinstance(t, torch.Tensor) and t.dtype == torch.float64 and (
         t.dim() == 1 if shape is None else tuple(t.shape) == shape)
     if not ok:
-        raise ValueError(f"{name} must be a float64 tensor of shape {shape or '(steps,)'}")
+        raise SkipvizValueError(f"{name} must be a float64 tensor of shape {shape or '(steps,)'}")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
+from .errors import SkipvizValueError
 from .graph import ACTIVATIONS, foldable, per_signature, prove, users_of_module
 
 Params = Mapping[str, torch.Tensor]
@@ -72,7 +73,7 @@ class PointEvaluator:
     def __init__(self, model: nn.Module, example: torch.Tensor | None = None):
         proof = prove(model, example)
         if proof.graph is None:
-            raise ValueError(f"point-batched evaluation cannot be proven exact for this model: {proof.reason}")
+            raise SkipvizValueError(f"point-batched evaluation cannot be proven exact for this model: {proof.reason}")
         self.model, self.traced = model, proof.graph
         nodes = list(self.traced.graph.nodes)
         self.modules = {n: self.traced.get_submodule(n.target) for n in nodes if n.op == "call_module"}

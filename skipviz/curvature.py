@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -21,9 +22,10 @@ from torch.func import functional_call
 from . import batched, graph, hvp
 from ._results import cached, check_float64
 from ._results import progress as progress_bar
-from ._validation import check_choice, check_int, check_positive, check_seed
+from ._validation import check_choice, check_int, check_positive, check_seed, show
 from .data import SPLITS, Dataset
 from .directions import Flat, check_direction, grid
+from .errors import SkipvizTypeError, SkipvizValueError
 from .surfaces import Surface2D
 from .training import eval_mode, loss_for_targets
 
@@ -45,7 +47,7 @@ class HessianExtremes:
     def _check(self) -> None:
         for name in ("lambda_max", "lambda_min", "residual_max", "residual_min"):
             if not isinstance(getattr(self, name), float):
-                raise ValueError(f"{name} must be a float")
+                raise SkipvizValueError(f"{name} must be a float")
         check_int("steps", self.steps, minimum=2)
 
     @property
@@ -184,9 +186,18 @@ def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, ste
     products (A is linear), so no extra matvec is needed; iterations (batch,) int64, each
     operator's own count.
     """
-    check_int("steps", steps, minimum=2)
+    if not callable(matvec) or isinstance(matvec, type):
+        raise SkipvizTypeError(f"matvec must be a function (batch, n) -> (batch, n); got {show(matvec)}")
+    n = check_int("n", n, maximum=10 ** 8)
+    steps = check_int("steps", steps, minimum=2, maximum=10_000)
+    batch = check_int("batch", batch, maximum=10_000)
+    seed = check_seed("seed", seed)
     if tol is not None:
-        check_positive("tol", tol)
+        tol = check_positive("tol", tol)
+    if batch * min(steps, n) * n > 2 * 10 ** 9:
+        raise SkipvizValueError(f"batch x steps x n = {batch * min(steps, n) * n:.2g} float64 entries would "
+                                "not fit in memory; use fewer steps or a smaller batch")
+    matvec = _checked_matvec(matvec, batch, n)
     steps = min(steps, n)
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(n, generator=gen, dtype=torch.float64).expand(batch, n).clone()
@@ -258,6 +269,27 @@ def _converged(alphas: torch.Tensor, betas: torch.Tensor, tol: float) -> torch.T
     return (bounds <= tol * scale.unsqueeze(1)).all(1)
 
 
+def _checked_matvec(matvec: Callable, batch: int, n: int) -> Callable:
+    """matvec, with its first answer checked: a float CPU tensor (batch, n)."""
+    checked = False
+
+    def call(v: torch.Tensor) -> torch.Tensor:
+        nonlocal checked
+        try:
+            out = matvec(v)
+        except Exception as err:
+            raise SkipvizValueError(f"matvec raised {type(err).__name__}: {err}") from err
+        if not checked:
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, n) \
+                    or not out.is_floating_point() or out.device.type != "cpu":
+                raise SkipvizValueError(f"matvec must return a float CPU tensor of shape ({batch}, {n}) for "
+                                        f"an input of that shape; it returned {show(out)}")
+            checked = True
+        return out.to(torch.float64)
+
+    return call
+
+
 def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split: str = "train",
                      tol: float | None = None, batch_size: int | None = None, seed: int = 0,
                      cache: bool = False) -> HessianExtremes:
@@ -281,8 +313,12 @@ def hessian_extremes(model: nn.Module, dataset: Dataset, steps: int = 40, split:
         with eval_mode(model):
             weights = Flat(model).vector.unsqueeze(0)
             matvec = _hessian_operator(model, dataset, split, batch_size, weights)
-            lmax, lmin, rmax, rmin, done = lanczos_extremes(matvec, weights.shape[1], steps,
-                                                            seed=seed, tol=tol)
+            try:
+                lmax, lmin, rmax, rmin, done = lanczos_extremes(matvec, weights.shape[1], steps,
+                                                                seed=seed, tol=tol)
+            except torch.linalg.LinAlgError:
+                raise SkipvizValueError(f"model's Hessian on dataset {dataset.name!r} is not finite at "
+                                        "its weights: Lanczos cannot run") from None
         return HessianExtremes(float(lmax[0]), float(lmin[0]), float(rmax[0]), float(rmin[0]),
                                int(done[0]))
 
@@ -320,7 +356,7 @@ class CurvatureMap:
         taken = self.steps_taken
         if not (isinstance(taken, torch.Tensor) and taken.dtype == torch.int64 and tuple(taken.shape) == shape
                 and bool(((taken >= 1) & (taken <= self.lanczos_steps)).all())):
-            raise ValueError(f"steps_taken must be an int64 tensor of shape {shape} in 1..lanczos_steps")
+            raise SkipvizValueError(f"steps_taken must be an int64 tensor of shape {shape} in 1..lanczos_steps")
 
     @property
     def ratio(self) -> torch.Tensor:
@@ -362,8 +398,12 @@ def curvature_map(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tens
             for start in range(0, len(points), chunk_size):
                 weights = flat.vector + points[start:start + chunk_size].to(flat.vector.dtype) @ basis
                 matvec = _hessian_operator(model, dataset, split, batch_size, weights)
-                results.append(lanczos_extremes(matvec, weights.shape[1], lanczos_steps,
-                                                batch=len(weights), seed=seed))
+                try:
+                    results.append(lanczos_extremes(matvec, weights.shape[1], lanczos_steps,
+                                                    batch=len(weights), seed=seed))
+                except torch.linalg.LinAlgError:
+                    raise SkipvizValueError(f"the Hessian is not finite at some points up to span={span:g}: "
+                                            "Lanczos cannot run there; use a smaller span") from None
                 del matvec  # frees this chunk's values and graph before the next is built
                 if bar is not None:
                     bar(len(weights))
@@ -385,6 +425,11 @@ def slice_curvature(surface: Surface2D) -> tuple[torch.Tensor, torch.Tensor]:
     A negative smallest eigenvalue proves the full loss is non-convex there (the slice is a
     restriction of it); a slice that looks convex proves nothing about the other directions.
     """
+    if not isinstance(surface, Surface2D):
+        raise SkipvizTypeError(f"surface must be a Surface2D (what surface_2d returns); got {show(surface)}")
+    if len(surface.alphas) < 3 or len(surface.betas) < 3:
+        raise SkipvizValueError(f"surface must have at least 3 steps a side for a second difference; "
+                                f"got {len(surface.alphas)} x {len(surface.betas)}")
     f = surface.losses
     ha = (surface.alphas[1] - surface.alphas[0]).item()
     hb = (surface.betas[1] - surface.betas[0]).item()
@@ -400,8 +445,24 @@ def nonconvex_fraction(lambda_max: torch.Tensor, lambda_min: torch.Tensor,
     """The share of points whose negative curvature is not negligible: lambda_min < 0 and
     |lambda_min / lambda_max| > threshold (Li et al. colour |lambda_min / lambda_max| in figure 7).
     Takes the maps of `curvature_map` or `slice_curvature`; returns a number in 0..1."""
-    check_positive("threshold", threshold)
+    threshold = check_positive("threshold", threshold)
+    lambda_max, lambda_min = _map("lambda_max", lambda_max), _map("lambda_min", lambda_min)
     if lambda_max.shape != lambda_min.shape or lambda_max.numel() == 0:
-        raise ValueError("lambda_max and lambda_min must be maps of the same, non-empty shape")
+        raise SkipvizValueError(f"lambda_max and lambda_min must be maps of the same, non-empty shape; got "
+                                f"{tuple(lambda_max.shape)} and {tuple(lambda_min.shape)}")
     bad = (lambda_min < 0) & (lambda_min.abs() > threshold * lambda_max.abs())
     return bad.double().mean().item()
+
+
+def _map(name: str, values: object) -> torch.Tensor:
+    """values (a tensor, array or nested list of numbers) as a finite float64 tensor."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu() if values.device.type != "meta" else None
+    try:
+        t = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or not torch.isfinite(t).all():
+        raise SkipvizValueError(f"{name} must be a map of finite numbers (a tensor, array or nested list); "
+                                f"got {show(values)}")
+    return t

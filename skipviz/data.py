@@ -12,7 +12,11 @@ import torch
 
 from . import _cache
 from ._validation import check_choice, check_int, check_number, check_positive, check_seed
+from .errors import SkipvizValueError
 from .settings import cache_dir
+
+__all__ = ["DATASETS", "SPLITS", "TASKS", "Dataset", "denoising", "load", "mnist1d", "sine",
+           "spirals"]
 
 TASKS = ("classification", "regression")
 SPLITS = ("train", "test")
@@ -38,27 +42,27 @@ class Dataset:
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
         if not isinstance(self.name, str):
-            raise ValueError(f"name must be a string; got {self.name!r}")
+            raise SkipvizValueError(f"name must be a string; got {self.name!r}")
         classification = self.task == "classification"
         if classification:
             num_classes = check_int("num_classes", self.num_classes, minimum=2)
         elif self.num_classes is not None:
-            raise ValueError(f"a regression Dataset has no num_classes; got {self.num_classes!r}")
+            raise SkipvizValueError(f"a regression Dataset has no num_classes; got {self.num_classes!r}")
         for part in ("train", "test"):
             x = _as_inputs(f"x_{part}", getattr(self, f"x_{part}"))
             y = _as_targets(f"y_{part}", getattr(self, f"y_{part}"), classification)
             if len(y) != len(x):
-                raise ValueError(f"y_{part} must have one entry per row of x_{part} ({len(x)}); got {len(y)}")
+                raise SkipvizValueError(f"y_{part} must have one entry per row of x_{part} ({len(x)}); got {len(y)}")
             if classification and (y.min() < 0 or y.max() >= num_classes):
-                raise ValueError(f"y_{part} must hold class labels in 0..{num_classes - 1}; "
-                                 f"got labels {int(y.min())}..{int(y.max())}")
+                raise SkipvizValueError(f"y_{part} must hold class labels in 0..num_classes-1 = "
+                                        f"0..{num_classes - 1}; got labels {int(y.min())}..{int(y.max())}")
             object.__setattr__(self, f"x_{part}", x)
             object.__setattr__(self, f"y_{part}", y)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"x_train and x_test must have the same features; got "
+            raise SkipvizValueError(f"x_train and x_test must have the same features; got "
                              f"{tuple(self.x_train.shape[1:])} and {tuple(self.x_test.shape[1:])}")
         if self.y_train.shape[1:] != self.y_test.shape[1:]:
-            raise ValueError(f"y_train and y_test must have the same shape per example; got "
+            raise SkipvizValueError(f"y_train and y_test must have the same shape per example; got "
                              f"{tuple(self.y_train.shape[1:])} and {tuple(self.y_test.shape[1:])}")
         if classification:
             object.__setattr__(self, "num_classes", num_classes)
@@ -96,9 +100,11 @@ def _as_tensor(name: str, value: object) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch tensor or numpy array; got {type(value).__name__}")
+        raise SkipvizValueError(f"{name} must be a torch tensor or numpy array; got {type(value).__name__}")
     if value.layout != torch.strided:
-        raise ValueError(f"{name} must be a dense tensor; got a {value.layout} one")
+        raise SkipvizValueError(f"{name} must be a dense tensor; got a {value.layout} one")
+    if value.device.type != "cpu":
+        raise SkipvizValueError(f"{name} must be on the CPU; got a tensor on {value.device}")
     return value.detach()
 
 
@@ -106,13 +112,13 @@ def _as_inputs(name: str, x: object) -> torch.Tensor:
     """(n, features) float32 inputs, at least one row, every value finite."""
     x = _as_tensor(name, x)
     if x.dim() != 2 or len(x) == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (examples, features) with at least one of each; "
+        raise SkipvizValueError(f"{name} must have shape (examples, features) with at least one of each; "
                          f"got {tuple(x.shape)}")
     if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.uint8)):
-        raise ValueError(f"{name} must hold real numbers; got dtype {x.dtype}")
+        raise SkipvizValueError(f"{name} must hold real numbers; got dtype {x.dtype}")
     x = x.to(torch.float32).contiguous()
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains inf or nan (or values beyond float32's range)")
+        raise SkipvizValueError(f"{name} contains inf or nan (or values beyond float32's range)")
     return x
 
 
@@ -122,17 +128,17 @@ def _as_targets(name: str, y: object, classification: bool) -> torch.Tensor:
     y = _as_tensor(name, y)
     if classification:
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
-            raise ValueError(f"{name} must be a 1-D tensor of integer class labels (int64); got "
+            raise SkipvizValueError(f"{name} must be a 1-D tensor of integer class labels (int64); got "
                              f"dtype {y.dtype}, shape {tuple(y.shape)}")
         return y.to(torch.int64).contiguous()
     if y.dim() == 1:
         y = y.unsqueeze(1)
     if y.dim() != 2 or y.is_complex() or y.dtype == torch.bool:
-        raise ValueError(f"{name} must hold real-valued targets of shape (examples, outputs); got "
+        raise SkipvizValueError(f"{name} must hold real-valued targets of shape (examples, outputs); got "
                          f"dtype {y.dtype}, shape {tuple(y.shape)}")
     y = y.to(torch.float32).contiguous()
     if not torch.isfinite(y).all():
-        raise ValueError(f"{name} contains inf or nan")
+        raise SkipvizValueError(f"{name} contains inf or nan")
     return y
 
 
@@ -147,7 +153,7 @@ def sine(n_train: int = 256, n_test: int = 1000, low: float = -2 * np.pi, high: 
     n_test = check_int("n_test", n_test, minimum=2)
     low, high = check_number("low", low), check_number("high", high)
     if not low < high:
-        raise ValueError(f"low must be below high; got low={low}, high={high}")
+        raise SkipvizValueError(f"low must be below high; got low={low}, high={high}")
     noise = check_number("noise", noise, 0)
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     x_train = low + (high - low) * torch.rand(n_train, 1, generator=g)
@@ -209,7 +215,7 @@ def mnist1d(n_train: int | None = None, seed: int = 42) -> Dataset:
 def _check_mnist1d(tensors: object) -> dict[str, torch.Tensor]:
     """The cached MNIST-1D tensors if they have the generator's shapes, dtypes and ranges."""
     if not isinstance(tensors, dict) or set(tensors) != {"x", "y", "x_test", "y_test"}:
-        raise ValueError("unexpected contents")
+        raise SkipvizValueError("unexpected contents")
     shapes = {"x": (MNIST1D_TRAIN, 40), "y": (MNIST1D_TRAIN,), "x_test": (MNIST1D_TEST, 40),
               "y_test": (MNIST1D_TEST,)}
     for name, shape in shapes.items():
@@ -217,11 +223,11 @@ def _check_mnist1d(tensors: object) -> dict[str, torch.Tensor]:
         dtype = torch.int64 if name.startswith("y") else torch.float32
         if not isinstance(t, torch.Tensor) or t.layout != torch.strided or tuple(t.shape) != shape \
                 or t.dtype != dtype:
-            raise ValueError(f"{name} is not a {dtype} tensor of shape {shape}")
+            raise SkipvizValueError(f"{name} is not a {dtype} tensor of shape {shape}")
         if name.startswith("y") and (t.min() < 0 or t.max() > 9 or len(t.unique()) != 10):
-            raise ValueError(f"{name} does not hold the labels 0..9")
+            raise SkipvizValueError(f"{name} does not hold the labels 0..9")
         if name.startswith("x") and not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains inf or nan")
+            raise SkipvizValueError(f"{name} contains inf or nan")
     return tensors
 
 

@@ -6,12 +6,13 @@ surfaces and curvature maps are computed in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_positive, check_seed
+from ._validation import check_choice, check_int, check_model, check_positive, check_seed, show
+from .errors import SkipvizTypeError, SkipvizValueError
 
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -30,6 +31,7 @@ def random_direction(model: nn.Module, normalize: str = "filter", ignore: str = 
     (biases, normalization scales and shifts) to zero; ignore='none' keeps them, each vector
     rescaled (unless normalize='none') to the norm of its parameter.
     """
+    _check_weights(model)
     check_choice("normalize", normalize, NORMALIZATIONS)
     check_choice("ignore", ignore, IGNORES)
     seed = check_seed("seed", seed)
@@ -54,36 +56,62 @@ def random_direction(model: nn.Module, normalize: str = "filter", ignore: str = 
 def direction_to(model: nn.Module, state: dict[str, torch.Tensor]) -> Direction:
     """The direction from the model's current weights to the weights in `state` (a state_dict,
     e.g. saved at initialization): state[name] - parameter, one tensor per parameter."""
+    _check_weights(model)
+    if isinstance(state, nn.Module):
+        raise SkipvizTypeError(f"state must be a state_dict, e.g. other.state_dict(); got the model "
+                               f"{type(state).__name__} itself")
+    if not isinstance(state, Mapping):
+        raise SkipvizTypeError(f"state must be a state_dict {{name: tensor}}; got {show(state)}")
     direction = []
     for name, p in model.named_parameters():
-        if name not in state or state[name].shape != p.shape:
-            raise ValueError(f"state must hold a tensor of shape {tuple(p.shape)} for {name!r}")
+        t = state.get(name)
+        if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.device.type != "cpu" \
+                or not (t.is_floating_point() and torch.isfinite(t).all()):
+            raise SkipvizValueError(f"state must hold a finite float CPU tensor of shape {tuple(p.shape)} "
+                                    f"for model's parameter {name!r}; got {show(t)}")
         direction.append(state[name].detach().to(p.dtype) - p.detach())
     return direction
+
+
+def _check_weights(model: object) -> None:
+    check_model("model", model)
+    if not any(True for _ in model.parameters()):
+        raise SkipvizValueError(f"model {type(model).__name__} has no parameters: its loss landscape "
+                                "has no directions")
 
 
 def check_direction(model: nn.Module, direction: Sequence[torch.Tensor], name: str = "direction") -> None:
     """Raise ValueError unless `direction` has one finite tensor per parameter of `model`, each of
     the parameter's shape."""
+    _check_weights(model)
+    if not isinstance(name, str) or not name.strip():
+        raise SkipvizValueError(f"name must be a non-empty string (what messages call the direction); "
+                                f"got {show(name)}")
     shapes = [tuple(p.shape) for p in model.parameters()]
     if isinstance(direction, torch.Tensor) or not isinstance(direction, Sequence):
-        raise ValueError(f"{name} must be a list of {len(shapes)} tensors, one per parameter "
+        raise SkipvizValueError(f"{name} must be a list of {len(shapes)} tensors, one per parameter "
                          f"of the model (see random_direction); got {type(direction).__name__}")
     if len(direction) != len(shapes):
-        raise ValueError(f"{name} must have one tensor per parameter of the model ({len(shapes)}); "
+        raise SkipvizValueError(f"{name} must have one tensor per parameter of the model ({len(shapes)}); "
                          f"got {len(direction)}")
     for i, (d, shape) in enumerate(zip(direction, shapes)):
         if not isinstance(d, torch.Tensor) or tuple(d.shape) != shape:
             got = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
-            raise ValueError(f"{name}[{i}] must have the shape of parameter {i}, {shape}; got {got}")
+            raise SkipvizValueError(f"{name}[{i}] must have the shape of model's parameter {i}, {shape}; got {got}")
+        if d.device.type != "cpu" or not d.is_floating_point():
+            raise SkipvizValueError(f"{name}[{i}] must be a floating-point CPU tensor; got {show(d)}")
         if not torch.isfinite(d).all():
-            raise ValueError(f"{name}[{i}] contains inf or nan")
+            raise SkipvizValueError(f"{name}[{i}] contains inf or nan")
+
+
+# A grid finer than this is not a picture but hours of evaluation (steps x steps points in 2-D).
+MAX_STEPS = 1001
 
 
 def grid(steps: int, span: float) -> torch.Tensor:
     """`steps` coordinates from -span to span; an odd count puts 0 exactly in the middle."""
-    check_int("steps", steps, minimum=2)
-    check_positive("span", span)
+    steps = check_int("steps", steps, minimum=2, maximum=MAX_STEPS)
+    span = check_positive("span", span)
     coords = torch.linspace(-span, span, steps, dtype=torch.float64)
     if steps % 2:
         coords[steps // 2] = 0.0  # exact, not linspace's rounding

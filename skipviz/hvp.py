@@ -42,8 +42,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
+from ._validation import check_model, show
+from .errors import SkipvizValueError
 from .graph import foldable, per_signature, prove, users_of_module
-from .training import loss_for_targets
+from .training import check_input_fits, loss_for_targets
+
+__all__ = ["hessian_operator", "plan", "refusal"]
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -113,6 +117,7 @@ _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def plan(model: nn.Module) -> list[Step] | None:
     """The model's graph as R-operator steps, or None when some node is not supported; traced
     once per model signature."""
+    check_model("model", model)
     def make(m: nn.Module) -> list[Step] | None:
         proof = prove(m)
         if proof.graph is None:
@@ -138,6 +143,7 @@ def plan(model: nn.Module) -> list[Step] | None:
 
 def refusal(model: nn.Module) -> str | None:
     """Why the R-operator does not take `model` (in its current mode), or None."""
+    check_model("model", model)
     proof = prove(model)
     if proof.graph is None:
         return proof.reason
@@ -228,7 +234,7 @@ class _Operator:
                 self.value[step.node] = self._forward(step)
         out = self.value[self.output]
         if out.dim() != 3:
-            raise ValueError("the R-operator products need outputs (batch, outputs)")
+            raise SkipvizValueError("the R-operator products need outputs (batch, outputs)")
         # The loss's derivatives with respect to the outputs, by autograd on its one definition:
         # the gradient with its (small) graph once, each product one backward pass through it.
         # The points' losses are independent, so the gradient of their sum holds each one's own.
@@ -335,7 +341,7 @@ class _Operator:
         model); saves what its products need."""
         x = self.value[step.inputs[0]]
         if x.dim() != 3:
-            raise ValueError("the R-operator products need activations (batch, features)")
+            raise SkipvizValueError("the R-operator products need activations (batch, features)")
         P, n = x.shape[:2]
         if step.kind in (Kind.LINEAR, Kind.NORM):
             name = step.norm or step.layer
@@ -515,9 +521,14 @@ def hessian_operator(model: nn.Module, params: Mapping[str, torch.Tensor],
     flat layout of v); buffers: {name: tensor}; x: (n, features); y: (n,) class labels or
     (n, outputs) float targets.
     """
+    check_input_fits(model, x, y)
+    if not isinstance(params, Mapping) or not all(isinstance(v, torch.Tensor) for v in params.values()):
+        raise SkipvizValueError(f"params must be a dict {{name: (P, *shape) tensor}}; got {show(params)}")
+    if not isinstance(buffers, Mapping):
+        raise SkipvizValueError(f"buffers must be a dict {{name: tensor}}; got {show(buffers)}")
     names = [n for n, _ in model.named_parameters()]
     if list(params) != names:
-        raise ValueError("params must hold every parameter of the model, by name, in "
+        raise SkipvizValueError("params must hold every parameter of the model, by name, in "
                          "model.named_parameters() order")
     steps = plan(model)
     if steps is None or x.dim() != 2:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import batched, hvp
+from ._validation import check_model
 from .curvature import (
     CurvatureMap,
     HessianExtremes,
@@ -34,7 +35,7 @@ from .directions import (
     random_direction,
 )
 from .surfaces import METHODS, Slice1D, Surface2D, surface_1d, surface_2d
-from .training import eval_mode
+from .training import check_inputs, eval_mode
 
 __all__ = ["IGNORES", "METHODS", "NORMALIZATIONS", "CurvatureMap", "Direction", "HessianExtremes",
            "Slice1D", "Surface2D", "check_direction", "curvature_map", "direction_to",
@@ -47,5 +48,8 @@ def refusals(model: nn.Module, x: torch.Tensor | None = None) -> dict[str, str |
     inputs like x (n, ...) if given: None where `skipviz.graph.prove` shows the fast path exact,
     else the reason it is refused. A proven path is still checked against the reference on its
     first use."""
+    check_model("model", model)
+    if x is not None:
+        check_inputs(model, x)
     with eval_mode(model):
         return {"batched": batched.refusal(model, x), "r-operator": hvp.refusal(model)}

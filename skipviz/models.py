@@ -15,10 +15,18 @@ from ._validation import (
     check_choice,
     check_index,
     check_int,
+    check_model,
     check_number,
     check_positive,
     check_seed,
+    show,
 )
+from .errors import SkipvizTypeError, SkipvizValueError
+
+__all__ = ["ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "SHORTCUTS", "SPANS", "Dense", "DenseLayer1d",
+           "DenseNet1d", "HighwayLayer", "HighwayMLP", "PlainMLP", "PreActBlock1d", "ResNet1d",
+           "ResidualBlock", "ResidualMLP", "SkipBlock1d", "SkipConvNet", "SkipList", "SkipNet",
+           "TelescopeMLP", "UNet1d", "count_parameters", "init_weights", "make_activation"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 INITS = ("default", "xavier", "he", "small")
@@ -28,9 +36,30 @@ NORMS = ("none", "batch")
 SHORTCUTS = ("double", "projection")
 
 
+# A model above these would not fit in a laptop's memory (or take minutes to build): refused
+# before anything is allocated, naming the sizes that make it so.
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
+MAX_DEPTH = 10_000  # layers or blocks in one model
+
+
+def check_budget(model: str, parameters: int, **sizes: int) -> None:
+    """Raise SkipvizValueError if a model of about `parameters` weights is too big to build.
+    `model` is its class name, `sizes` the arguments that set its size (named in the message)."""
+    if parameters > MAX_PARAMETERS:
+        given = ", ".join(f"{k}={v:,}" for k, v in sizes.items())
+        raise SkipvizValueError(
+            f"{model}({given}) would have about {parameters:.2g} weights ({parameters * 4 / 1e9:.0f} GB "
+            f"of float32); skipviz models stop at {MAX_PARAMETERS:,}: choose a smaller "
+            f"{' or '.join(sizes)}")
+
+
+def _depth(name: str, value: object) -> int:
+    return check_int(name, value, maximum=MAX_DEPTH)
+
+
 def make_activation(name: str) -> nn.Module:
     """nn.ReLU, nn.Tanh or nn.Sigmoid by name."""
-    check_choice("activation", name, ACTIVATIONS)
+    name = check_choice("activation name", name, ACTIVATIONS)
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
 
 
@@ -42,7 +71,8 @@ def init_weights(model: nn.Module, init: str) -> None:
     'he':     Kaiming normal for ReLU, Var[w] = 2/fan_in; biases 0.
     'small':  N(0, 1/(4 fan_in)), so n Var[w] = 1/4; biases 0 (a deliberately vanishing init).
     """
-    check_choice("init", init, INITS)
+    check_model("model", model)
+    init = check_choice("init", init, INITS)
     if init == "default":
         return
     for m in model.modules():
@@ -80,13 +110,13 @@ class SkipList(MutableSequence):
     def __setitem__(self, index, value) -> None:
         for v in (value if isinstance(index, slice) else [value]):
             if not isinstance(v, (bool, np.bool_)):
-                raise ValueError(f"skips[{index!r}] must be True or False; got {v!r}")
+                raise SkipvizValueError(f"skips[{index!r}] must be True or False; got {v!r}")
         new = list(self._model._skips)
         new[self._index(index)] = value
         self._model.skips = new
 
     def __delitem__(self, index) -> None:
-        raise ValueError("a model's number of skips is fixed; to switch one off, set "
+        raise SkipvizValueError("a model's number of skips is fixed; to switch one off, set "
                          "model.skips[i] = False")
 
     def insert(self, index, value) -> None:
@@ -98,7 +128,7 @@ class SkipList(MutableSequence):
         n = len(self)
         if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)) \
                 or not -n <= index < n:
-            raise ValueError(f"skip index must be an integer in 0..{n - 1} (or -{n}..-1); got {index!r}")
+            raise SkipvizValueError(f"skip index must be an integer in 0..{n - 1} (or -{n}..-1); got {index!r}")
         return int(index)
 
     def __eq__(self, other) -> bool:
@@ -140,13 +170,13 @@ class SkipNet(nn.Module):
     def skips(self, values: Sequence[bool]) -> None:
         n = len(self._skips)
         if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-            raise ValueError(f"skips must be a list of {n} booleans; got {values!r}")
+            raise SkipvizValueError(f"skips must be a list of {n} booleans; got {values!r}")
         values = list(values)
         if len(values) != n:
-            raise ValueError(f"skips must have length {n} (one boolean per skip connection); "
+            raise SkipvizValueError(f"skips must have length {n} (one boolean per skip connection); "
                              f"got length {len(values)}")
         if not all(isinstance(v, (bool, np.bool_)) for v in values):
-            raise ValueError(f"skips must be a list of {n} booleans (True/False); got {values!r}")
+            raise SkipvizValueError(f"skips must be a list of {n} booleans (True/False); got {values!r}")
         self._skips = [bool(v) for v in values]
         for listener in list(_SKIP_LISTENERS.get(self, [])):
             callback = listener()
@@ -154,9 +184,15 @@ class SkipNet(nn.Module):
                 callback(list(self._skips))
 
     def on_skips_change(self, callback) -> None:
-        """Call `callback(new_skips)` after every change of `skips` (held weakly: a bound
-        method of a widget, which stops being called once the widget is gone)."""
-        ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else weakref.ref(callback)
+        """Call `callback(new_skips)` after every change of `skips`. A bound method (a widget's)
+        is held weakly and stops being called once its object is gone; a plain function or
+        lambda is held for the model's lifetime."""
+        if not callable(callback):
+            raise SkipvizTypeError(f"callback must be a function of the new skips; got {show(callback)}")
+        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+            ref = weakref.WeakMethod(callback)
+        else:
+            ref = (lambda f: lambda: f)(callback)  # a strong reference, called like a weakref
         _SKIP_LISTENERS.setdefault(self, []).append(ref)
 
     @property
@@ -198,6 +234,8 @@ class Dense(nn.Sequential):
     """One hidden layer of a plain MLP: Linear, then the activation. Output (batch, out)."""
 
     def __init__(self, n_in: int, n_out: int, activation: str):
+        n_in, n_out = check_int("n_in", n_in), check_int("n_out", n_out)
+        check_budget("Dense", n_in * n_out, n_in=n_in, n_out=n_out)
         super().__init__(nn.Linear(n_in, n_out), make_activation(activation))
 
 
@@ -211,9 +249,11 @@ class PlainMLP(SkipNet):
                  activation: str = "relu", init: str = "default", seed: int | None = 0):
         super().__init__()
         in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
-        width, depth = check_int("width", width), check_int("depth", depth)
+        width, depth = check_int("width", width), _depth("depth", depth)
         activation = check_choice("activation", activation, ACTIVATIONS)
         init = check_choice("init", init, INITS)
+        check_budget(type(self).__name__, width * (in_dim + out_dim + depth * width), width=width,
+                     depth=depth, in_dim=in_dim)
         seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth,
                            activation=activation, init=init, seed=seed)
@@ -250,6 +290,7 @@ class ResidualBlock(nn.Module):
         width = check_int("width", width)
         block = check_choice("block", block, BLOCKS)
         span = check_choice("span", span, SPANS)
+        check_budget("ResidualBlock", span * width ** 2, width=width)
         activation = check_choice("activation", activation, ACTIVATIONS)
         norm = check_choice("norm", norm, NORMS)
         branch_scale = check_positive("branch_scale", branch_scale)
@@ -298,12 +339,14 @@ class ResidualMLP(SkipNet):
                  branch_scale: float = 1.0, norm: str = "none", seed: int | None = 0):
         super().__init__()
         in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
-        width, depth = check_int("width", width), check_int("depth", depth)
+        width, depth = check_int("width", width), _depth("depth", depth)
         block, span = check_choice("block", block, BLOCKS), check_choice("span", span, SPANS)
         activation = check_choice("activation", activation, ACTIVATIONS)
         init, norm = check_choice("init", init, INITS), check_choice("norm", norm, NORMS)
         branch_scale = check_positive("branch_scale", branch_scale)
         seed = check_seed("seed", seed, allow_none=True)
+        check_budget("ResidualMLP", width * (in_dim + out_dim + depth * span * width), width=width,
+                     depth=depth, in_dim=in_dim)
         self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth, block=block,
                            span=span, activation=activation, init=init,
                            branch_scale=branch_scale, norm=norm, seed=seed)
@@ -342,10 +385,11 @@ class SkipBlock1d(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, shortcut: str = "double"):
         super().__init__()
         in_ch, out_ch = check_int("in_ch", in_ch), check_int("out_ch", out_ch)
+        check_budget("SkipBlock1d", 6 * in_ch * out_ch, in_ch=in_ch, out_ch=out_ch)
         stride = check_choice("stride", stride, (1, 2))
         shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
         if shortcut == "double" and out_ch not in (in_ch, 2 * in_ch):
-            raise ValueError(f"the 'double' shortcut needs out_ch == in_ch or 2 * in_ch; got {in_ch} -> {out_ch}")
+            raise SkipvizValueError(f"the 'double' shortcut needs out_ch == in_ch or 2 * in_ch; got {in_ch} -> {out_ch}")
         self.in_ch, self.out_ch, self.stride, self.shortcut_kind = in_ch, out_ch, stride, shortcut
         self.conv1 = nn.Conv1d(in_ch, out_ch, 3, stride=stride, padding=1)
         self.bn1 = nn.BatchNorm1d(out_ch)
@@ -389,9 +433,10 @@ class SkipConvNet(SkipNet):
         super().__init__()
         in_len = check_int("in_len", in_len, minimum=2)
         num_classes = check_int("num_classes", num_classes, minimum=2)
-        channels, depth = check_int("channels", channels), check_int("depth", depth, minimum=2)
+        channels, depth = check_int("channels", channels), check_int("depth", depth, minimum=2, maximum=MAX_DEPTH)
         shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
         seed = check_seed("seed", seed, allow_none=True)
+        check_budget("SkipConvNet", 24 * depth * channels ** 2, channels=channels, depth=depth)
         self.config = dict(in_len=in_len, num_classes=num_classes, channels=channels, depth=depth,
                            shortcut=shortcut, seed=seed)
         with _seeded(seed):
@@ -426,8 +471,8 @@ def _check_signal_length(net: SkipNet, inputs: tuple) -> None:
     x = inputs[0] if inputs else None
     length = net.config["in_len"]
     if isinstance(x, torch.Tensor) and (x.dim() != 2 or x.shape[1] != length):
-        raise ValueError(f"{type(net).__name__}(in_len={length}) takes signals of shape (batch, {length}); "
-                         f"got {tuple(x.shape)}")
+        raise SkipvizValueError(f"x must have shape (batch, {length}) for model {type(net).__name__}(in_len={length}); "
+                                f"got {tuple(x.shape)}")
 
 
 class PreActBlock1d(nn.Module):
@@ -440,6 +485,7 @@ class PreActBlock1d(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         channels = check_int("channels", channels)
+        check_budget("PreActBlock1d", 6 * channels ** 2, channels=channels)
         self.bn1, self.bn2 = nn.BatchNorm1d(channels), nn.BatchNorm1d(channels)
         self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
@@ -466,10 +512,12 @@ class ResNet1d(SkipNet):
     def __init__(self, in_len: int = 40, num_classes: int = 10, channels: int = 8, blocks: int = 2,
                  sections: int = 3, seed: int | None = 0):
         super().__init__()
-        sections = check_int("sections", sections)
+        sections = _depth("sections", sections)
         in_len = check_int("in_len", in_len, minimum=2 ** (sections - 1))
         num_classes = check_int("num_classes", num_classes, minimum=2)
-        channels, blocks = check_int("channels", channels), check_int("blocks", blocks)
+        channels, blocks = check_int("channels", channels), _depth("blocks", blocks)
+        check_budget("ResNet1d", 2 * blocks * channels ** 2 * 4 ** sections, channels=channels,
+                     blocks=blocks, sections=sections)
         seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_len=in_len, num_classes=num_classes, channels=channels, blocks=blocks,
                            sections=sections, seed=seed)
@@ -511,6 +559,7 @@ class DenseLayer1d(nn.Module):
     def __init__(self, in_ch: int, growth: int):
         super().__init__()
         in_ch, growth = check_int("in_ch", in_ch), check_int("growth", growth)
+        check_budget("DenseLayer1d", 3 * in_ch * growth, in_ch=in_ch, growth=growth)
         self.bn1, self.conv1 = nn.BatchNorm1d(in_ch), nn.Conv1d(in_ch, 4 * growth, 1)
         self.bn2, self.conv2 = nn.BatchNorm1d(4 * growth), nn.Conv1d(4 * growth, growth, 3, padding=1)
 
@@ -539,7 +588,9 @@ class DenseNet1d(SkipNet):
         in_len = check_int("in_len", in_len, minimum=2)
         num_classes = check_int("num_classes", num_classes, minimum=2)
         stem, growth = check_int("stem", stem), check_int("growth", growth)
-        layers, blocks = check_int("layers", layers), check_int("blocks", blocks)
+        layers, blocks = _depth("layers", layers), _depth("blocks", blocks)
+        check_budget("DenseNet1d", 3 * blocks * layers * growth * (stem + blocks * layers * growth),
+                     stem=stem, growth=growth, layers=layers, blocks=blocks)
         seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_len=in_len, num_classes=num_classes, stem=stem, growth=growth,
                            layers=layers, blocks=blocks, seed=seed)
@@ -599,6 +650,7 @@ class HighwayLayer(nn.Module):
         width = check_int("width", width)
         activation = check_choice("activation", activation, ACTIVATIONS)
         gate_bias = check_number("gate_bias", gate_bias)
+        check_budget("HighwayLayer", 2 * width ** 2, width=width)
         self.transform, self.act = nn.Linear(width, width), make_activation(activation)
         self.transform_gate = nn.Linear(width, width)
         nn.init.constant_(self.transform_gate.bias, gate_bias)
@@ -624,10 +676,12 @@ class HighwayMLP(SkipNet):
                  activation: str = "relu", gate_bias: float = -2.0, seed: int | None = 0):
         super().__init__()
         in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
-        width, depth = check_int("width", width), check_int("depth", depth)
+        width, depth = check_int("width", width), _depth("depth", depth)
         activation = check_choice("activation", activation, ACTIVATIONS)
         gate_bias = check_number("gate_bias", gate_bias)
         seed = check_seed("seed", seed, allow_none=True)
+        check_budget("HighwayMLP", width * (in_dim + out_dim + 2 * depth * width), width=width,
+                     depth=depth, in_dim=in_dim)
         self.config = dict(in_dim=in_dim, out_dim=out_dim, width=width, depth=depth,
                            activation=activation, gate_bias=gate_bias, seed=seed)
         with _seeded(seed):
@@ -664,9 +718,10 @@ class UNet1d(SkipNet):
     def __init__(self, in_len: int = 40, channels: int = 16, levels: int = 2, seed: int | None = 0):
         super().__init__()
         in_len, channels = check_int("in_len", in_len, minimum=2), check_int("channels", channels)
-        levels = check_int("levels", levels)
+        levels = _depth("levels", levels)
+        check_budget("UNet1d", 12 * channels ** 2 * 4 ** levels, channels=channels, levels=levels)
         if in_len % 2 ** levels:
-            raise ValueError(f"UNet1d with levels={levels} halves the length {levels} times, so "
+            raise SkipvizValueError(f"UNet1d with levels={levels} halves the length {levels} times, so "
                              f"in_len must be divisible by {2 ** levels}; got {in_len}")
         seed = check_seed("seed", seed, allow_none=True)
         self.config = dict(in_len=in_len, out_dim=in_len, channels=channels, levels=levels, seed=seed)
@@ -725,4 +780,5 @@ class TelescopeMLP(PlainMLP):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars in `model`."""
+    check_model("model", model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -12,53 +12,80 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_index, check_int, check_seed
+from ._validation import (
+    check_bool,
+    check_index,
+    check_int,
+    check_model,
+    check_number,
+    check_seed,
+    show,
+)
 from .data import Dataset
+from .errors import SkipvizValueError
+from .models import HighwayMLP, PlainMLP, ResidualMLP, ResNet1d, SkipConvNet
 from .training import check_fits, check_input_fits, evaluate, loss_for_targets
 
+__all__ = ["central_range", "deleted", "fraction_in_range", "gradient_by_path_length",
+           "kendall_tau", "lesion", "path_counts", "path_length_distribution", "reordered",
+           "residual_blocks", "sampled_path_gradients"]
+
 # ---------------------------------------------------------------------------- counting paths
+
+
+# Beyond these the counts leave float64's range (2^1024) or take seconds of big-integer work.
+MAX_BLOCKS_COUNTED = 1000
+MAX_BLOCKS = 10_000
 
 
 def path_counts(n: int) -> torch.Tensor:
     """Number of paths of each length 0..n through n residual blocks: binomial(n, k), shape (n+1,).
 
-    Exact (float64 holds every count exactly up to n = 55 and approximates beyond).
+    Exact (float64 holds every count exactly up to n = 55 and approximates beyond); n <= 1000.
     """
-    check_int("n", n, minimum=0)
+    n = check_int("n", n, minimum=0, maximum=MAX_BLOCKS_COUNTED)
     return torch.tensor([float(math.comb(n, k)) for k in range(n + 1)], dtype=torch.float64)
 
 
 def path_length_distribution(n: int) -> torch.Tensor:
     """Fraction of the 2^n paths that have each length 0..n: Binomial(n, 1/2), shape (n+1,)."""
-    check_int("n", n, minimum=0)
+    n = check_int("n", n, minimum=0, maximum=MAX_BLOCKS)
     return torch.tensor([math.comb(n, k) / 2**n for k in range(n + 1)], dtype=torch.float64)
 
 
 def fraction_in_range(n: int, low: int, high: int) -> float:
     """Exact fraction of the 2^n paths whose length lies in [low, high] (inclusive)."""
-    check_int("n", n, minimum=0)
-    if not 0 <= low <= high <= n:
-        raise ValueError(f"need 0 <= low <= high <= n = {n}; got low={low}, high={high}")
+    n = check_int("n", n, minimum=0, maximum=MAX_BLOCKS)
+    low = check_int("low", low, minimum=0, maximum=n)
+    high = check_int("high", high, minimum=low, maximum=n)
     return sum(math.comb(n, k) for k in range(low, high + 1)) / 2**n
 
 
 def central_range(n: int, mass: float = 0.95) -> tuple[int, int]:
     """The narrowest range [low, high] centred on n/2 holding at least `mass` of the paths."""
-    check_int("n", n, minimum=0)
+    n = check_int("n", n, minimum=0, maximum=MAX_BLOCKS)
+    mass = check_number("mass", mass)
     if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1]; got {mass}")
+        raise SkipvizValueError(f"mass must be in (0, 1]; got {show(mass)}")
+    counts = [math.comb(n, k) for k in range(n + 1)]
+    prefix = [0]
+    for c in counts:
+        prefix.append(prefix[-1] + c)  # exact integers: no rounding in the comparison below
     for half in range(n + 1):
-        low, high = math.floor(n / 2 - half), math.ceil(n / 2 + half)
-        low, high = max(low, 0), min(high, n)
-        if fraction_in_range(n, low, high) >= mass:
+        low, high = max(math.floor(n / 2 - half), 0), min(math.ceil(n / 2 + half), n)
+        if (prefix[high + 1] - prefix[low]) >= mass * 2 ** n:
             return low, high
     return 0, n
 
 
 # ---------------------------------------------------------------------------- blocks
+
+# The models that are one chain of residual blocks, model.blocks, between embed and readout.
+RESIDUAL_FAMILIES = (ResidualMLP, SkipConvNet, ResNet1d)
 
 
 def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList:
@@ -67,26 +94,32 @@ def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList
     Raises ValueError for a model without skips, and, with same_shape=True, for a model with a
     block that changes the shape of its input (such blocks cannot trade places).
     """
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or not getattr(model, "num_skips", 0):
-        raise ValueError(f"{type(model).__name__} has no residual blocks with skips; "
-                         "expected a skipviz ResidualMLP, SkipConvNet or ResNet1d")
+    check_model("model", model)
+    same_shape = check_bool("same_shape", same_shape)
+    if not isinstance(model, RESIDUAL_FAMILIES):
+        raise SkipvizValueError(f"model must be a skipviz ResidualMLP, SkipConvNet or ResNet1d (a chain "
+                                f"of residual blocks); got {type(model).__name__}")
+    blocks = model.blocks
     if same_shape:
         for i, block in enumerate(blocks):
             if getattr(block, "changes_shape", False):
-                raise ValueError(f"block {i} changes the shape of its input, so the blocks cannot "
-                                 "be reordered; use a model whose blocks all keep their shape")
+                raise SkipvizValueError(f"model's block {i} changes the shape of its input, so the blocks "
+                                        "cannot be reordered; use a model whose blocks all keep their shape")
+        if isinstance(model, ResNet1d) and model.config["sections"] > 1:
+            raise SkipvizValueError(f"model is a ResNet1d with {model.config['sections']} sections, whose "
+                                    "blocks have different widths and cannot trade places; use sections=1")
     return blocks
 
 
 def _deletable_layers(model: nn.Module) -> tuple[nn.ModuleList, int]:
     """(the layers a lesion may delete, the first deletable index)."""
-    if getattr(model, "blocks", None) is not None:
+    check_model("model", model)
+    if isinstance(model, (*RESIDUAL_FAMILIES, HighwayMLP)):
         return model.blocks, 0
-    layers = getattr(model, "layers", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__} has neither blocks nor layers to delete")
-    return layers, 1  # a plain net's first layer maps the input to the width: it has no identity
+    if isinstance(model, PlainMLP):
+        return model.layers, 1  # a plain net's first layer maps the input to the width: no identity
+    raise SkipvizValueError(f"model must be a skipviz PlainMLP, ResidualMLP, SkipConvNet, ResNet1d or HighwayMLP "
+                            f"(whose layers or blocks can be deleted); got {type(model).__name__}")
 
 
 def _identity_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -103,10 +136,7 @@ def deleted(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
     """Temporarily delete blocks: a residual block keeps only its skip, a plain layer becomes the
     identity. The model is unchanged afterwards."""
     layers, first = _deletable_layers(model)
-    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
-        raise ValueError(f"the deleted blocks must be a list of indices in {first}..{len(layers) - 1}; "
-                         f"got {indices!r}")
-    chosen = [check_index("deleted block index", i, first, len(layers) - 1) for i in indices]
+    chosen = _indices("indices", indices, first, len(layers) - 1, model)
     handles = [layers[i].register_forward_hook(lambda m, inputs, _out: _identity_output(m, inputs[0]))
                for i in chosen]
     try:
@@ -121,7 +151,9 @@ def lesion(model: nn.Module, dataset: Dataset, deleted_blocks: Sequence[int]) ->
     model is unchanged afterwards."""
     check_fits(model, dataset)
     if dataset.task != "classification":
-        raise ValueError("lesion needs a classification data set (it reports test accuracy)")
+        raise SkipvizValueError("dataset must be a classification data set: lesion reports test accuracy")
+    layers, first = _deletable_layers(model)
+    deleted_blocks = _indices("deleted_blocks", deleted_blocks, first, len(layers) - 1, model)
     with deleted(model, deleted_blocks):
         return evaluate(model, dataset, "test")[1]
 
@@ -132,11 +164,9 @@ def reordered(model: nn.Module, order: Sequence[int]) -> Iterator[nn.Module]:
     blocks = residual_blocks(model, same_shape=True)
     n = len(blocks)
     # Every entry checked before a block is moved: a failure halfway would leave the model mixed up.
-    if isinstance(order, (str, bytes)) or not isinstance(order, Sequence):
-        raise ValueError(f"order must be a list of the block indices 0..{n - 1}; got {order!r}")
-    order = [check_index("order entry", i, 0, n - 1) for i in order]
+    order = _indices("order", order, 0, n - 1, model)
     if sorted(order) != list(range(n)):
-        raise ValueError(f"order must be a permutation of 0..{n - 1} (each once); got {order!r}")
+        raise SkipvizValueError(f"order must be a permutation of 0..{n - 1} (each once); got {order!r}")
     original = list(blocks)
     for position, i in enumerate(order):
         blocks[position] = original[i]
@@ -148,15 +178,32 @@ def reordered(model: nn.Module, order: Sequence[int]) -> Iterator[nn.Module]:
 
 
 def kendall_tau(order: Sequence[int]) -> float:
-    """Kendall's rank correlation between `order` and 0..n-1: 1 unchanged, -1 reversed."""
+    """Kendall's rank correlation between `order` and 0..n-1: 1 unchanged, -1 reversed.
+
+    order: n >= 2 distinct integers (a permutation, or any ranks); ties are refused, since with
+    ties the plain tau is not the rank correlation (3, 3, 3 would count as reversed)."""
+    order = _indices("order", order, -(2 ** 62), 2 ** 62)
     n = len(order)
     if n < 2:
-        raise ValueError("need at least 2 elements")
+        raise SkipvizValueError(f"order must hold at least 2 entries; got {n}")
+    if len(set(order)) != n:
+        raise SkipvizValueError(f"order must hold distinct values (a ranking without ties); got {order!r}")
     concordant = sum(1 if order[i] < order[j] else -1 for i in range(n) for j in range(i + 1, n))
     return concordant / (n * (n - 1) / 2)
 
 
 # ---------------------------------------------------------------------------- gradients by path
+
+
+def _indices(name: str, values: object, low: int, high: int, model: nn.Module | None = None) -> list[int]:
+    """values as a list of ints in low..high: a list, tuple, range, 1-D array or tensor of
+    integers. With `model`, the messages say that the range is that model's blocks."""
+    if isinstance(values, (torch.Tensor, np.ndarray)) and values.ndim == 1:
+        values = values.tolist()
+    of = "" if model is None else f" (the blocks of model {type(model).__name__})"
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise SkipvizValueError(f"{name} must be a list of integers in {low}..{high}{of}; got {show(values)}")
+    return [check_index(f"{name}[{i}]{of}", v, low, high) for i, v in enumerate(values)]
 
 
 def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -190,12 +237,15 @@ def _split_vjps(block: nn.Module, x: torch.Tensor, u: torch.Tensor) -> tuple[tor
 def _forward_parts(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """Block inputs x_0..x_{n-1}, dL/dx_n, and a function mapping cotangents at x_0 to the input."""
     blocks = residual_blocks(model)
+    if isinstance(model, ResNet1d) and model.config["sections"] > 1:
+        raise SkipvizValueError(f"model is a ResNet1d with {model.config['sections']} sections: the "
+                                "split by path length needs one chain of blocks; use sections=1")
     check_input_fits(model, x, y)
     if not all(model.skips):
-        raise ValueError("switch every skip on first: the decomposition needs the skips "
+        raise SkipvizValueError("switch every skip on first: the decomposition needs the skips "
                          f"(model.skips = [True] * {model.num_skips})")
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) and model.training:
-        raise ValueError("put the model in eval mode: in train mode batch norm mixes the examples")
+        raise SkipvizValueError("put the model in eval mode: in train mode batch norm mixes the examples")
     with torch.no_grad():
         h = model.embed(x)
         inputs = []
@@ -248,8 +298,7 @@ def sampled_path_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     seed = check_seed("seed", seed)
     inputs, g, to_input = _forward_parts(model, x, y)
     n = len(inputs)
-    lengths = list(range(n + 1)) if lengths is None else list(lengths)
-    lengths = [check_index("path length", k, 0, n) for k in lengths]
+    lengths = list(range(n + 1)) if lengths is None else _indices("lengths", lengths, 0, n)
     gen = torch.Generator().manual_seed(seed)
     takes_branch = torch.zeros(len(lengths) * samples, n, dtype=torch.bool)
     for row, k in enumerate(k for k in lengths for _ in range(samples)):

@@ -14,14 +14,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._validation import check_bool, check_choice, check_int, check_number
-from .paths import residual_blocks
+from ._validation import check_bool, check_choice, check_int, check_model, check_number, show
+from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
+from .models import SkipNet
 from .settings import progress_bars
-from .training import eval_mode
+from .training import check_inputs, eval_mode
+
+__all__ = ["BACKENDS", "Perturbations", "SweepError", "block_perturbations", "stopping_rule",
+           "sweep"]
 
 BACKENDS = ("serial", "loky", "dask")
 
@@ -52,7 +57,7 @@ class Perturbations:
 
     def profile(self, section: int, scaled: bool = True) -> torch.Tensor:
         """(L,) the section's per-block perturbation, averaged over the examples."""
-        values = self.scaled if scaled else self.absolute
+        values = self.scaled if check_bool("scaled", scaled) else self.absolute
         return values[self._rows(section)].mean(dim=1)
 
     def positions(self, section: int) -> torch.Tensor:
@@ -80,32 +85,34 @@ def block_perturbations(model: nn.Module, x: torch.Tensor) -> Perturbations:
     every residual block that keeps the hidden state's shape. Raises ValueError for a model
     without residual blocks, for inputs it cannot take, and when a block receives an all-zero
     hidden state (its scaled perturbation is undefined)."""
-    blocks = residual_blocks(model)
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
-        raise ValueError(f"x must be a tensor of shape (batch, ...) with at least one example; got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def record(index: int):
-        def hook(_module, inputs, output):
-            seen[index] = (inputs[0], output)
-        return hook
-
-    handles = [block.register_forward_hook(record(i)) for i, block in enumerate(blocks)]
+    check_model("model", model)
+    blocks = getattr(model, "blocks", None)
+    if not (isinstance(model, SkipNet) and isinstance(blocks, nn.ModuleList) and model.num_skips):
+        raise SkipvizValueError(f"model must be a skipviz model with residual blocks (model.blocks) and "
+                                f"skips, such as ResidualMLP or ResNet1d; {type(model).__name__} has no "
+                                "residual blocks")
+    check_inputs(model, x)
+    # The calls in the order they happen, one hook per distinct module: a model that runs one
+    # shared module as several blocks (tied weights) gets one record per block all the same.
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handles = [block.register_forward_hook(lambda _m, inputs, output: calls.append((inputs[0], output)))
+               for block in {id(b): b for b in blocks}.values()]
     try:
         with eval_mode(model):
             try:
                 model(x)
-            except ValueError:
+            except SkipvizError:
                 raise
             except Exception as err:
-                raise ValueError(f"{type(model).__name__} cannot take inputs of shape "
-                                 f"{tuple(x.shape[1:])}: {type(err).__name__}: {err}") from None
+                raise SkipvizValueError(f"model {type(model).__name__} cannot take x of shape "
+                                        f"{tuple(x.shape[1:])}: {type(err).__name__}: {err}") from None
     finally:
         for h in handles:
             h.remove()
-    if len(seen) != len(blocks):
-        raise ValueError(f"{type(model).__name__}.forward ran {len(seen)} of its {len(blocks)} blocks")
+    if len(calls) != len(blocks):
+        raise SkipvizValueError(f"model {type(model).__name__}.forward ran its blocks {len(calls)} times; "
+                                f"it has {len(blocks)}")
+    seen = dict(enumerate(calls))
     absolute, scaled, measured, section = [], [], [], []
     current, shape = -1, None
     for i in range(len(blocks)):
@@ -118,7 +125,7 @@ def block_perturbations(model: nn.Module, x: torch.Tensor) -> Perturbations:
         x_in, x_out = x_in.flatten(1), x_out.flatten(1)
         size = x_in.norm(dim=1)
         if (size == 0).any():
-            raise ValueError(f"block {i} receives an all-zero hidden state for "
+            raise SkipvizValueError(f"model's block {i} receives an all-zero hidden state from x for "
                              f"{int((size == 0).sum())} example(s): |x_l| = 0 has no scaled perturbation")
         step = (x_out - x_in).norm(dim=1)
         absolute.append(step)
@@ -126,7 +133,7 @@ def block_perturbations(model: nn.Module, x: torch.Tensor) -> Perturbations:
         measured.append(i)
         section.append(current)
     if not measured:
-        raise ValueError(f"every block of {type(model).__name__} changes the hidden state's shape: "
+        raise SkipvizValueError(f"every block of model {type(model).__name__} changes the hidden state's shape: "
                          "no block has a perturbation x_(l+1) - x_l to measure")
     return Perturbations(torch.stack(absolute), torch.stack(scaled), measured, section)
 
@@ -164,6 +171,16 @@ def _run_one(train_one: Callable[[int], Any], depth: int) -> tuple[int, Any]:
         torch.set_num_threads(threads)
 
 
+def _unfinished(err: Exception, depths: list[int], done: dict[int, Any]) -> SweepError:
+    """A SweepError for a sweep that stopped at `err`: every depth not in `done` is unfinished,
+    the failing one and those that never ran or were still running alike."""
+    missing = [d for d in depths if d not in done]
+    cause = str(err) if isinstance(err, SweepError) else f"{type(err).__name__}: {err}"
+    return SweepError(f"the sweep stopped ({cause}) with depths {missing} unfinished; the finished "
+                      f"ones ({sorted(done)}) are in the model cache if train_one caches, so a rerun "
+                      "trains only the rest", missing)
+
+
 def sweep(depths: Sequence[int], train_one: Callable[[int], Any], *, backend: str | None = None,
           n_jobs: int | None = None, progress: bool | None = None) -> list[Any]:
     """[train_one(L) for L in depths], run in parallel; the results in the order of `depths`.
@@ -176,11 +193,13 @@ def sweep(depths: Sequence[int], train_one: Callable[[int], Any], *, backend: st
     and with SKIPVIZ_PROGRESS=0). train_one should cache what it trains (training.fit does): if a depth fails, SweepError
     names the depths that did not finish, and a rerun trains only those.
     """
+    if isinstance(depths, (torch.Tensor, np.ndarray)) and depths.ndim == 1:
+        depths = depths.tolist()
     if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence) or not depths:
-        raise ValueError(f"depths must be a non-empty list of positive integers; got {depths!r}")
-    depths = [check_int("depth", d) for d in depths]
-    if not callable(train_one):
-        raise ValueError(f"train_one must be a function of the depth; got {type(train_one).__name__}")
+        raise SkipvizValueError(f"depths must be a non-empty list of positive integers; got {show(depths)}")
+    depths = [check_int(f"depths[{i}]", d) for i, d in enumerate(depths)]
+    if not callable(train_one) or isinstance(train_one, type):
+        raise SkipvizTypeError(f"train_one must be a function of the depth; got {show(train_one)}")
     backend = check_choice("backend", "loky" if backend is None else backend, BACKENDS)
     n_jobs = check_int("n_jobs", (os.cpu_count() or 1) if n_jobs is None else n_jobs)
     progress = progress_bars() if progress is None else check_bool("progress", progress)
@@ -188,10 +207,14 @@ def sweep(depths: Sequence[int], train_one: Callable[[int], Any], *, backend: st
     bar = tqdm(total=len(unique), desc="depths trained", disable=not progress)
     done: dict[int, Any] = {}
     if backend == "serial" or len(unique) == 1:
-        for d in unique:
-            done[d] = _run_one(train_one, d)[1]
-            bar.update()
-        bar.close()
+        try:
+            for d in unique:
+                done[d] = _run_one(train_one, d)[1]
+                bar.update()
+        except SweepError as err:
+            raise _unfinished(err, unique, done) from err.__cause__
+        finally:
+            bar.close()
         return [done[d] for d in depths]
     import joblib
 
@@ -199,11 +222,11 @@ def sweep(depths: Sequence[int], train_one: Callable[[int], Any], *, backend: st
         try:
             from distributed import get_client
         except ImportError:
-            raise ValueError('backend="dask" needs dask.distributed: pip install "skipviz[cluster]"') from None
+            raise SkipvizValueError('backend="dask" needs dask.distributed: pip install "skipviz[cluster]"') from None
         try:
             get_client()
         except ValueError:
-            raise ValueError('backend="dask" sends the depths to the workers of a Dask cluster: connect '
+            raise SkipvizValueError('backend="dask" sends the depths to the workers of a Dask cluster: connect '
                              'one first, e.g. Client(LocalCluster(n_workers=2, threads_per_worker=1)) '
                              'or Client("tcp://scheduler:8786")') from None
     tasks = (joblib.delayed(_run_one)(train_one, d) for d in unique)
@@ -212,13 +235,8 @@ def sweep(depths: Sequence[int], train_one: Callable[[int], Any], *, backend: st
             for depth, result in joblib.Parallel(return_as="generator_unordered")(tasks):
                 done[depth] = result
                 bar.update()
-        except SweepError:
-            raise
         except Exception as err:
-            missing = [d for d in unique if d not in done]
-            raise SweepError(f"the sweep stopped ({type(err).__name__}: {err}) with depths {missing} "
-                             f"unfinished; the finished ones ({sorted(done)}) are in the model cache "
-                             "if train_one caches, so a rerun trains only the rest", missing) from err
+            raise _unfinished(err, unique, done) from err
         finally:
             bar.close()
     return [done[d] for d in depths]

@@ -8,8 +8,17 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from matplotlib import ticker
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from ._validation import check_bool, check_choice, check_int, check_positive, show
+from .errors import SkipvizTypeError, SkipvizValueError
+
+__all__ = ["COLORS", "OKABE_ITO", "STYLE", "figure_png", "layer_curve", "log_ticks", "loss_curves",
+           "sequential_colors", "subplots", "use_style"]
 
 # Okabe & Ito's eight colours, told apart with every common colour-vision deficiency. Categories
 # take these; maps take viridis or cividis; greys are for references and faint context.
@@ -39,6 +48,11 @@ def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float =
     Applies the style globally (like use_style): a temporary rc_context would also restore the
     backend when it exits and stop later figures from showing inline.
     """
+    ncols, nrows = check_int("ncols", ncols, maximum=100), check_int("nrows", nrows, maximum=100)
+    width, height = check_positive("width", width), check_positive("height", height)
+    if width * ncols > 200 or height * nrows > 200:
+        raise SkipvizValueError(f"width and height must give a figure under 200 inches a side; got "
+                                f"{width * ncols:g} x {height * nrows:g}")
     use_style()
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                         layout="constrained", **kwargs)
@@ -46,6 +60,8 @@ def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float =
 
 def figure_png(fig: Figure) -> bytes:
     """The figure rendered to PNG bytes (what the widgets show)."""
+    if not isinstance(fig, Figure):
+        raise SkipvizTypeError(f"fig must be a matplotlib Figure; got {show(fig)}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})  # fast to encode
     return buf.getvalue()
@@ -70,6 +86,8 @@ def log_ticks(ax, axis: str = "y") -> None:
     Plain-text superscripts instead of mathtext halve the time to render a log-scale figure,
     which keeps widget redraws fast.
     """
+    _check_axes(ax)
+    axis = check_choice("axis", axis, ("x", "y"))
     target = ax.yaxis if axis == "y" else ax.xaxis
     low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
     narrow = low > 0 and math.log10(high / low) < 3
@@ -81,7 +99,16 @@ def log_ticks(ax, axis: str = "y") -> None:
 def layer_curve(ax, values: Sequence[float], label: str | None = None, color: str | None = None,
                 positions: Sequence[float] | None = None, **kwargs):
     """Plot one value per layer on a log y-axis; positions default to layers 1..L."""
-    positions = list(range(1, len(values) + 1)) if positions is None else positions
+    _check_axes(ax)
+    values = _numbers("values", values)
+    positions = np.arange(1, len(values) + 1) if positions is None else _numbers("positions", positions)
+    if len(positions) != len(values):
+        raise SkipvizValueError(f"positions must give one place per value ({len(values)}); got {len(positions)}")
+    for name, text in (("label", label), ("color", color)):
+        if text is not None and not isinstance(text, str):
+            raise SkipvizValueError(f"{name} must be a string or None; got {show(text)}")
+    if color is not None and not mpl.colors.is_color_like(color):
+        raise SkipvizValueError(f"color must be a matplotlib colour such as '#0072B2'; got {color!r}")
     ax.semilogy(positions, values, label=label, color=color, **kwargs)
     log_ticks(ax)
     ax.set_xlabel("layer (from the input)")
@@ -91,6 +118,21 @@ def layer_curve(ax, values: Sequence[float], label: str | None = None, color: st
 def loss_curves(ax, histories: Mapping[str, object], colors: Mapping[str, str] | None = None,
                 metric: bool = False, **kwargs):
     """Training loss (or the test metric, metric=True) against step for each labelled History."""
+    from .training import History
+
+    _check_axes(ax)
+    if not isinstance(histories, Mapping) or not histories:
+        raise SkipvizValueError(f"histories must be a non-empty dict {{label: History from fit}}; got "
+                                f"{show(histories)}")
+    for label, h in histories.items():
+        if not isinstance(h, History):
+            raise SkipvizValueError(f"histories[{label!r}] must be a History (what fit returns); got {show(h)}")
+    if colors is not None and not isinstance(colors, Mapping):
+        raise SkipvizValueError(f"colors must be a dict {{label: colour}} or None; got {show(colors)}")
+    for label, c in (colors or {}).items():
+        if not (isinstance(c, str) and mpl.colors.is_color_like(c)):
+            raise SkipvizValueError(f"colors[{label!r}] must be a matplotlib colour; got {show(c)}")
+    metric = check_bool("metric", metric)
     for label, h in histories.items():
         ys = h.test_metric if metric else h.train_loss
         ax.plot(h.steps, ys, label=label, color=(colors or {}).get(label), **kwargs)
@@ -104,5 +146,26 @@ def loss_curves(ax, histories: Mapping[str, object], colors: Mapping[str, str] |
 
 def sequential_colors(n: int) -> list[str]:
     """n colours from light to dark (viridis without its palest end), for one line per depth."""
+    n = check_int("n", n, maximum=10_000)
     cmap = mpl.colormaps["viridis"]
     return [mpl.colors.to_hex(cmap(0.85 - 0.75 * i / max(n - 1, 1))) for i in range(n)]
+
+
+def _check_axes(ax: object) -> None:
+    if not isinstance(ax, Axes):
+        raise SkipvizTypeError(f"ax must be a matplotlib Axes (e.g. from plots.subplots()); got {show(ax)}")
+
+
+def _numbers(name: str, values: object) -> np.ndarray:
+    """values as a 1-D float array of at least one finite-or-nan number; a (L, 1) column too."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy() if values.device.type != "meta" else None
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.ndim == 2 and 1 in array.shape:
+        array = array.reshape(-1)
+    if array is None or array.ndim != 1 or len(array) == 0 or np.isinf(array).any():
+        raise SkipvizValueError(f"{name} must be a 1-D list, array or tensor of numbers; got {show(values)}")
+    return array

@@ -6,12 +6,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int
+from ._validation import check_bool, check_choice, check_int, show
+from .errors import SkipvizValueError
 from .models import ACTIVATIONS, INITS
 from .training import check_input_fits, loss_for_targets
+
+__all__ = ["ACTIVATION_GAIN", "N_VAR_W", "LayerProbe", "glorot_factor", "per_layer_factor", "probe"]
 
 # E[f'(s)^2] for small pre-activations s: the factor an activation contributes to the backward
 # variance in Glorot & Bengio's linear-regime argument (ReLU: half the units pass the gradient).
@@ -53,45 +57,61 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_stats: bool 
     averages are 0 and 1, and eval-mode batch norm does nothing). Either way the model is left as
     it was: gradients cleared, buffers (running averages) and train/eval mode restored.
     """
-    layers = getattr(model, "probe_layers", None)
-    if layers is None or len(layers) == 0:
-        raise ValueError("model must have a non-empty `probe_layers` (every skipviz model has)")
+    # Every argument is checked before a hook is attached or a mode changed.
+    batch_stats = check_bool("batch_stats", batch_stats)
     check_input_fits(model, x, y)
+    layers = getattr(model, "probe_layers", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise SkipvizValueError(f"model must have a non-empty `probe_layers` ModuleList, the layers probe "
+                                f"reads (skipviz's PlainMLP, TelescopeMLP, ResidualMLP, HighwayMLP, SkipConvNet "
+                                f"and ResNet1d have one); {type(model).__name__} has none")
+    if batch_stats and len(x) < 2 and _has_batch_norm(model):
+        raise SkipvizValueError("x must hold at least 2 examples with batch_stats=True: batch norm "
+                                "normalizes by the batch's own statistics")
     states: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
-        output.retain_grad()
         states.append(output)
 
+    weights = [[m.weight for m in layer.modules() if isinstance(m, (nn.Linear, nn.Conv1d))
+                and m.weight.requires_grad] for layer in layers]
     handles = [layer.register_forward_hook(keep) for layer in layers]
     was_training = model.training
     saved_buffers = {name: buf.clone() for name, buf in model.named_buffers()}
     model.train(batch_stats)
     try:
-        model.zero_grad(set_to_none=True)
         out = model(x)
+        if len(states) != len(layers) or not all(isinstance(h, torch.Tensor) for h in states):
+            raise SkipvizValueError(f"model {type(model).__name__}: each of its probe_layers must run "
+                                    "once per forward pass and return a tensor")
         loss = loss_for_targets(out, y)
-        loss.backward()
-        weight_grads = []
-        for layer in layers:
-            grads = [m.weight.grad for m in layer.modules()
-                     if isinstance(m, (nn.Linear, nn.Conv1d)) and m.weight.grad is not None]
-            weight_grads.append(_rms(torch.cat([g.flatten() for g in grads])) if grads else math.nan)
+        flat = [w for ws in weights for w in ws]
+        # autograd.grad, not backward: the caller's .grad fields stay as they were.
+        grads = torch.autograd.grad(loss, states + flat, allow_unused=True)
+        state_grads, weight_grads = grads[:len(states)], list(grads[len(states):])
+        weight_rms = []
+        for ws in weights:
+            mine = [g for g in (weight_grads.pop(0) for _ in ws) if g is not None]
+            weight_rms.append(_rms(torch.cat([g.flatten() for g in mine])) if mine else math.nan)
         result = LayerProbe(
             activation_mean=torch.tensor([h.detach().mean().item() for h in states]),
             activation_std=torch.tensor([h.detach().std().item() for h in states]),
-            activation_grad=torch.tensor([_rms(h.grad) for h in states], dtype=torch.float64),
-            weight_grad=torch.tensor(weight_grads, dtype=torch.float64),
+            activation_grad=torch.tensor([_rms(g) if g is not None else 0.0 for g in state_grads],
+                                         dtype=torch.float64),
+            weight_grad=torch.tensor(weight_rms, dtype=torch.float64),
         )
     finally:
         for h in handles:
             h.remove()
-        model.zero_grad(set_to_none=True)
         with torch.no_grad():
             for name, buf in model.named_buffers():
                 buf.copy_(saved_buffers[name])
         model.train(was_training)
     return result
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def per_layer_factor(values: torch.Tensor, skip_ends: int = 2) -> float:
@@ -101,14 +121,24 @@ def per_layer_factor(values: torch.Tensor, skip_ends: int = 2) -> float:
     at each end (the first layer has a different fan-in, the last sits next to the loss) and
     returns exp(-b): 0.5 means each step back toward the input halves the value, 1.0 means flat.
     """
-    check_int("skip_ends", skip_ends, minimum=0)
-    v = torch.as_tensor(values, dtype=torch.float64)
+    skip_ends = check_int("skip_ends", skip_ends, minimum=0)
+    try:
+        v = torch.as_tensor(np.asarray(values.detach() if isinstance(values, torch.Tensor) else values,
+                                       dtype=np.float64))
+    except (TypeError, ValueError, RuntimeError):
+        raise SkipvizValueError(f"values must be one number per layer (a 1-D tensor, array or list); "
+                                f"got {show(values)}") from None
+    if v.dim() == 2 and 1 in v.shape:
+        v = v.reshape(-1)  # (L, 1) or (1, L): one value per layer all the same
+    if v.dim() != 1:
+        raise SkipvizValueError(f"values must be one number per layer, shape (L,); got shape {tuple(v.shape)}")
+    if len(v) - 2 * skip_ends < 2:
+        raise SkipvizValueError(f"values must keep at least 2 layers after dropping skip_ends={skip_ends} "
+                                f"at each end; got {len(v)} values")
     if skip_ends:
         v = v[skip_ends:-skip_ends]
-    if len(v) < 2:
-        raise ValueError(f"need at least 2 layers after dropping {skip_ends} at each end; got {len(v)}")
-    if not torch.all(v > 0):
-        raise ValueError("values must be positive to take their logarithm")
+    if not torch.all(v > 0) or not torch.isfinite(v).all():
+        raise SkipvizValueError("values must be positive and finite to take their logarithm")
     layer = torch.arange(len(v), dtype=torch.float64)
     logs = v.log()
     slope = ((layer - layer.mean()) * (logs - logs.mean())).sum() / ((layer - layer.mean()) ** 2).sum()

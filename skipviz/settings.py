@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["cache_dir", "fast_mode", "progress_bars"]
+
 
 def fast_mode() -> bool:
     """True when SKIPVIZ_FAST=1: notebooks shrink sizes and steps, and progress bars stay off."""

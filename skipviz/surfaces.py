@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -27,9 +28,10 @@ from torch.func import functional_call, vmap
 from . import batched, graph
 from ._results import cached, check_float64
 from ._results import progress as progress_bar
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_int, show
 from .data import SPLITS, Dataset
-from .directions import Flat, check_direction, grid
+from .directions import MAX_STEPS, Flat, check_direction, grid
+from .errors import SkipvizValueError
 from .training import eval_mode, loss_for_targets
 
 METHODS = ("auto", "batched", "vmap", "loop")
@@ -101,7 +103,7 @@ def evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, ba
         except Exception:  # graph.prove itself failed on an unusual graph: no fast path
             evaluator = None
         if evaluator is None and method == "batched":
-            raise ValueError(f"method='batched' refuses this model ({batched.refusal(model, x)}); "
+            raise SkipvizValueError(f"method='batched' refuses this model ({batched.refusal(model, x)}); "
                              "use method='auto', 'vmap' or 'loop'")
         if evaluator is not None:
             runs["batched"] = run_batched
@@ -116,7 +118,7 @@ def evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, ba
         if method == "auto":
             method = next(name for name in ("batched", "vmap", "loop") if name in _TRUSTED[key])
         elif method not in _TRUSTED[key]:
-            raise ValueError(f"method={method!r} does not reproduce this model's losses (it differs "
+            raise SkipvizValueError(f"method={method!r} does not reproduce this model's losses (it differs "
                              "from evaluating one point at a time on a trial point); use "
                              "method='auto' or 'loop'")
         losses, accuracies = [], []
@@ -192,6 +194,9 @@ class Surface2D:
     @property
     def center_loss(self) -> float:
         """The loss at (0, 0), the model's own weights (odd `steps` only)."""
+        if not ((self.alphas == 0).any() and (self.betas == 0).any()):
+            raise SkipvizValueError(f"center_loss needs a surface made with an odd number of steps, "
+                                    f"which puts the model at the centre; this one has steps={len(self.alphas)}")
         i, j = int((self.alphas == 0).nonzero()[0]), int((self.betas == 0).nonzero()[0])
         return float(self.losses[i, j])
 
@@ -217,9 +222,13 @@ def surface_1d(model: nn.Module, dataset: Dataset, direction: Sequence[torch.Ten
     if alphas is None:
         coords = grid(steps, span)
     else:
-        coords = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
-        if len(coords) < 2 or not torch.isfinite(coords).all():
-            raise ValueError("alphas must hold at least 2 finite numbers")
+        try:
+            coords = torch.as_tensor(np.asarray(alphas.detach() if isinstance(alphas, torch.Tensor)
+                                                else alphas, dtype=np.float64)).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            coords = torch.zeros(0)
+        if not 2 <= len(coords) <= MAX_STEPS or not torch.isfinite(coords).all():
+            raise SkipvizValueError(f"alphas must be a list of 2 to {MAX_STEPS} finite numbers; got {show(alphas)}")
 
     def compute() -> Slice1D:
         basis = Flat(model).flatten(direction).unsqueeze(0)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import math
-import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,15 +18,20 @@ from ._validation import (
     check_bool,
     check_choice,
     check_int,
+    check_model,
     check_number,
     check_positive,
     check_seed,
+    show,
 )
 from .data import Dataset
+from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
+from .fingerprints import CACHE_FORMAT, cache_key
 from .settings import cache_dir, progress_bars
 
+__all__ = ["OPTIMIZERS", "History", "eval_mode", "evaluate", "fit", "loss_for_targets"]
+
 OPTIMIZERS = ("adam", "sgd")
-CACHE_FORMAT = 3  # 3: code-aware keys and checksummed files
 
 
 @dataclass
@@ -60,7 +63,7 @@ class History:
                 final_train_loss=float(d["final_train_loss"]),
                 final_test_metric=float(d["final_test_metric"]), from_cache=True)
         if not len(h.steps) == len(h.train_loss) == len(h.test_metric):
-            raise ValueError("history lists of unequal length")
+            raise SkipvizValueError("history lists of unequal length")
         return h
 
 
@@ -69,6 +72,22 @@ def loss_for_targets(out: torch.Tensor, y: torch.Tensor, points: bool = False) -
     mean squared error over all entries for float targets (n, ...). out (n, ...) -> a scalar;
     with points=True, out (P, n, ...) holds the outputs of P weight vectors on the same batch
     -> (P,), the loss of each."""
+    points = check_bool("points", points)
+    for name, t in (("out", out), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise SkipvizTypeError(f"{name} must be a torch tensor; got {show(t)}")
+    if not out.is_floating_point():
+        raise SkipvizValueError(f"out must hold floating-point model outputs; got {out.dtype}")
+    lead = out.shape[1:] if points else out.shape
+    if y.is_floating_point():
+        if tuple(lead) != tuple(y.shape) or out.dtype != y.dtype:
+            raise SkipvizValueError(f"y (float targets, {y.dtype} {tuple(y.shape)}) must match out per "
+                                    f"example ({out.dtype} {tuple(lead)})")
+    elif y.dtype != torch.int64 or y.dim() != 1 or len(lead) != 2 or lead[0] != len(y) \
+            or out.device != y.device or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < lead[1]):
+        raise SkipvizValueError(f"y must be int64 class labels (n,) in 0..classes-1 for out of shape (n, "
+                                f"classes), or float targets of out's shape; got y {y.dtype} "
+                                f"{tuple(y.shape)} and out {tuple(out.shape)}{' (points)' if points else ''}")
     if y.is_floating_point():
         return (out - y).pow(2).flatten(1).mean(1) if points else nn.functional.mse_loss(out, y)
     if points:
@@ -79,74 +98,113 @@ def loss_for_targets(out: torch.Tensor, y: torch.Tensor, points: bool = False) -
 
 
 def check_fits(model: nn.Module, dataset: Dataset) -> None:
-    """Raise one ValueError naming both sizes unless `model` maps the data set's inputs to
+    """Raise one SkipvizValueError naming both sizes unless `model` maps the data set's inputs to
     outputs its targets fit: (n, num_classes) logits for classification, the targets' shape for
     regression. Every function that runs a model on a data set calls this first.
 
     skipviz models are checked against their constructor's sizes (in_dim / in_len, out_dim /
     num_classes); any other module by one forward pass on two examples in eval mode.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    check_model("model", model)
     if not isinstance(dataset, Dataset):
-        raise ValueError(f"dataset must be a skipviz Dataset (see skipviz.data); got {type(dataset).__name__}")
-    check_input_fits(model, dataset.x_train[:2], dataset.y_train[:2], f"the data set {dataset.name!r}",
+        raise SkipvizTypeError(f"dataset must be a skipviz Dataset (see skipviz.data); got {show(dataset)}")
+    check_input_fits(model, dataset.x_train[:2], dataset.y_train[:2], f"dataset {dataset.name!r}",
                      dataset.num_classes)
 
 
 def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str = "x",
                      num_classes: int | None = None) -> None:
-    """`check_fits` for a batch: inputs x (batch, ...) and targets y (integer labels (batch,) or
-    float targets of the output's shape). With num_classes the model must give exactly that many
-    logits; without, more than the largest label in y."""
+    """`check_fits` for a batch: inputs x (batch, ...) and targets y (int64 labels (batch,) or
+    float targets of the output's shape), on the CPU, finite, of the model's dtype. With
+    num_classes the model must give exactly that many logits; without, more than the largest
+    label in y. `what` names x in messages ('x', or the data set)."""
     name = type(model).__name__
-    for label, t in (("x", x), ("y", y)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{label} must be a torch tensor; got {type(t).__name__}")
+    xs, ys = ("x", "y") if what == "x" else (f"the inputs of {what}", f"the targets of {what}")
+    check_inputs(model, x, xs)
+    if not isinstance(y, torch.Tensor):
+        raise SkipvizTypeError(f"{ys} must be a torch tensor; got {show(y)}")
+    if y.device.type != "cpu":
+        raise SkipvizValueError(f"{ys} must be on the CPU; got a tensor on {y.device}")
+    if y.dim() == 0:
+        raise SkipvizValueError(f"{xs} and {ys} must have one entry per example; got shapes "
+                                f"{tuple(x.shape)} and {tuple(y.shape)}")
     if len(x) != len(y):
-        raise ValueError(f"x and y must have one entry per example; got {len(x)} and {len(y)}")
-    if len(x) == 0:
-        raise ValueError("x must hold at least one example")
+        raise SkipvizValueError(f"{xs} and {ys} must have one entry per example; got {len(x)} and {len(y)}")
     classification = not y.is_floating_point()
+    if classification and y.dtype != torch.int64:
+        raise SkipvizValueError(f"{ys} must be int64 class labels (or float targets); got {y.dtype}: "
+                                "convert with y.long()")
+    if not classification and (y.dtype != x.dtype or not torch.isfinite(y).all()):
+        raise SkipvizValueError(f"{ys} must be finite {x.dtype} targets like {xs}; got {y.dtype}"
+                                + ("" if torch.isfinite(y).all() else " holding inf or nan"))
+    if not classification and y.dim() < 2:
+        raise SkipvizValueError(f"{ys} holds float targets of shape {tuple(y.shape)}: regression targets need "
+                                "shape (batch, outputs), and class labels must be int64")
     if classification and y.dim() != 1:
-        raise ValueError(f"integer labels y must have shape (batch,); got {tuple(y.shape)}")
+        raise SkipvizValueError(f"integer labels {ys} must have shape (batch,); got {tuple(y.shape)}")
+    if classification and y.min() < 0:
+        raise SkipvizValueError(f"{ys} must hold class labels >= 0; got {int(y.min())}")
     config = getattr(model, "config", None)
     config = config if isinstance(config, dict) else {}
     takes = config.get("in_dim", config.get("in_len"))
     if isinstance(takes, int) and (x.dim() != 2 or x.shape[1] != takes):
         key = "in_dim" if "in_dim" in config else "in_len"
-        raise ValueError(f"{name}({key}={takes}) takes inputs of {takes} features, but {what} has "
-                         f"inputs of shape {tuple(x.shape[1:])} per example")
+        raise SkipvizValueError(f"model {name}({key}={takes}) takes inputs of {takes} features, but {xs} has "
+                         f"shape {tuple(x.shape[1:])} per example")
     classes = num_classes if num_classes is not None else (int(y.max()) + 1 if classification else None)
     gives = config.get("out_dim", config.get("num_classes"))
     if isinstance(gives, int) and isinstance(takes, int):
-        wanted = classes if classification else (y.shape[1] if y.dim() == 2 else None)
+        if not classification and y.dim() != 2:
+            raise SkipvizValueError(f"{ys} must have shape (batch, {gives}) for model {name}: one target per "
+                                    f"output; got {tuple(y.shape)}")
+        wanted = classes if classification else y.shape[1]
         key = "out_dim" if "out_dim" in config else "num_classes"
         if classification and (gives != wanted if num_classes is not None else gives < wanted):
-            raise ValueError(f"{name}({key}={gives}) has {gives} outputs, but {what} has {wanted} "
+            raise SkipvizValueError(f"model {name}({key}={gives}) has {gives} outputs, but {ys} has {wanted} "
                              f"classes: it needs {key}={wanted}")
         if not classification and gives != wanted:
-            raise ValueError(f"{name}({key}={gives}) has {gives} outputs, but the targets of {what} "
+            raise SkipvizValueError(f"model {name}({key}={gives}) has {gives} outputs, but {ys} "
                              f"have shape {tuple(y.shape[1:])} per example: a regression needs "
                              f"{key} = {wanted}")
         return
     try:
         with torch.no_grad(), eval_mode(model):
             out = model(x[:2])
-    except ValueError:
+    except SkipvizError:
         raise
     except Exception as err:
-        raise ValueError(f"{name} cannot take the inputs of {what} (shape {tuple(x.shape[1:])} per "
+        raise SkipvizValueError(f"model {name} cannot take {xs} (shape {tuple(x.shape[1:])} per "
                          f"example): {type(err).__name__}: {err}") from None
     if not isinstance(out, torch.Tensor):
-        raise ValueError(f"{name} must return a tensor; it returned {type(out).__name__}")
+        raise SkipvizValueError(f"model {name} must return a tensor; it returned {type(out).__name__}")
     if classification:
         if out.dim() != 2 or (out.shape[1] != classes if num_classes is not None else out.shape[1] < classes):
-            raise ValueError(f"{name} gives outputs of shape {tuple(out.shape[1:])} per example, but "
-                             f"{what} has {classes} classes: a classifier must give (batch, {classes}) logits")
+            raise SkipvizValueError(f"model {name} gives outputs of shape {tuple(out.shape[1:])} per example, but "
+                             f"{ys} has {classes} classes: a classifier must give (batch, {classes}) logits")
     elif tuple(out.shape[1:]) != tuple(y.shape[1:]):
-        raise ValueError(f"{name} gives outputs of shape {tuple(out.shape[1:])} per example, but the "
-                         f"targets of {what} have shape {tuple(y.shape[1:])}")
+        raise SkipvizValueError(f"model {name} gives outputs of shape {tuple(out.shape[1:])} per example, but "
+                         f"{ys} have shape {tuple(y.shape[1:])}")
+
+
+def check_inputs(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """Raise unless x (batch, ...) is a finite CPU tensor of at least one example, of the dtype
+    of model's weights (which `check_model` checks first)."""
+    dtype = check_model("model", model)
+    if not isinstance(x, torch.Tensor):
+        raise SkipvizTypeError(f"{name} must be a torch tensor; got {show(x)}")
+    if x.device.type != "cpu":
+        raise SkipvizValueError(f"{name} must be on the CPU; got a tensor on {x.device}")
+    if x.dim() < 2 or len(x) == 0:
+        raise SkipvizValueError(f"{name} must have shape (batch, ...) with at least one example; got "
+                                f"shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise SkipvizValueError(f"{name} must hold floating-point values; got {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise SkipvizValueError(
+            f"{name} has dtype {x.dtype} but model's weights have {dtype}: give both one dtype, e.g. "
+            f"model.to({x.dtype}) or x.to({dtype}) (skipviz's data sets are float32)")
+    if not torch.isfinite(x).all():
+        raise SkipvizValueError(f"{name} holds inf or nan")
 
 
 @torch.no_grad()
@@ -168,6 +226,7 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> tuple[f
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put `model` in eval mode for the block, then restore its train/eval mode."""
+    check_model("model", model)
     was_training = model.training
     model.eval()
     try:
@@ -204,8 +263,14 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
     cache = check_bool("cache", cache)
     if progress is not None:
         progress = check_bool("progress", progress)
+    if min(batch_size, len(dataset.x_train)) < 2 and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise SkipvizValueError(
+            f"batch_size must be at least 2 for model {type(model).__name__}, which has batch norm (it "
+            f"normalizes by each batch's statistics); got batch_size={batch_size} and dataset "
+            f"{dataset.name!r} with {len(dataset.x_train)} training example(s)")
     if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"{type(model).__name__} has no parameters with requires_grad=True to train")
+        raise SkipvizValueError(f"model {type(model).__name__} has no parameters with requires_grad=True to train")
     settings = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer,
                     weight_decay=weight_decay, eval_every=eval_every)
     key = cache_key(model, dataset, settings) if cache else None
@@ -266,73 +331,6 @@ def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
     return history
 
 
-def cache_key(model: nn.Module, dataset: Dataset, settings: dict) -> str:
-    """A hex digest of everything that determines the trained weights: the model's code (see
-    `code_fingerprint`), configuration, skips, weights and which of them train; the data; the
-    settings; and the torch version."""
-    h = hashlib.sha256()
-    # The constructor's config names what the weights alone cannot (v1 and v2 blocks share shapes).
-    config = getattr(model, "config", {})
-    config = sorted(config.items()) if isinstance(config, dict) else repr(config)
-    h.update(f"format={CACHE_FORMAT}|torch={torch.__version__}|{type(model).__name__}|{config}|"
-             f"{model!r}|{sorted(settings.items())}".encode())
-    h.update(str(list(getattr(model, "skips", []))).encode())
-    h.update(code_fingerprint(model).encode())
-    h.update(str([(n, p.requires_grad) for n, p in model.named_parameters()]).encode())
-    h.update(dataset.fingerprint().encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(_cache.checksum(t).encode())
-    return h.hexdigest()[:32]
-
-
-def code_fingerprint(model: nn.Module) -> str:
-    """A hash of the code that runs in `model`: the bytecode and constants of every method of
-    the classes of the model and of its submodules (with their base classes, up to torch's
-    own), and of the plain functions those methods call by a global name. Editing a `forward`
-    in a notebook cell and re-running the cell changes it; torch's classes are covered by the
-    torch version instead."""
-    h = hashlib.sha256()
-    seen: set[int] = set()
-
-    def feed_code(code: types.CodeType) -> None:
-        h.update(code.co_code)
-        h.update(repr(code.co_names).encode() + repr(code.co_varnames).encode())
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                feed_code(const)
-            else:
-                h.update(repr(const).encode())
-
-    def feed_function(fn: types.FunctionType) -> None:
-        if id(fn) in seen or _is_torch(fn.__module__):
-            return
-        seen.add(id(fn))
-        feed_code(fn.__code__)
-        h.update(repr(fn.__defaults__).encode())
-        for name in fn.__code__.co_names:  # helpers called by a global name, one level at a time
-            target = fn.__globals__.get(name)
-            if isinstance(target, types.FunctionType):
-                feed_function(target)
-
-    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: c.__qualname__):
-        for klass in cls.__mro__:
-            if klass is object or _is_torch(klass.__module__) or id(klass) in seen:
-                continue
-            seen.add(id(klass))
-            h.update(klass.__qualname__.encode())
-            for attr, value in sorted(vars(klass).items()):
-                fn = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
-                if isinstance(fn, types.FunctionType):
-                    h.update(attr.encode())
-                    feed_function(fn)
-    return h.hexdigest()
-
-
-def _is_torch(module: str | None) -> bool:
-    return module is not None and (module == "torch" or module.startswith("torch."))
-
-
 def _cache_path(key: str):
     return cache_dir() / "models" / f"{key}.pt"
 
@@ -347,13 +345,13 @@ def _load_cached(model: nn.Module, key: str) -> History | None:
         blob = _cache.load(path, key, CACHE_FORMAT)
         state = blob["state_dict"]
         if not isinstance(state, dict) or set(state) != set(own):
-            raise ValueError("its weights do not fit this model")
+            raise SkipvizValueError("its weights do not fit this model")
         for k, t in state.items():
             if not isinstance(t, torch.Tensor) or t.layout != torch.strided \
                     or t.shape != own[k].shape or t.dtype != own[k].dtype:
-                raise ValueError(f"its tensor {k!r} does not fit this model")
+                raise SkipvizValueError(f"its tensor {k!r} does not fit this model")
             if t.is_floating_point() and not torch.isfinite(t).all():
-                raise ValueError(f"its tensor {k!r} holds inf or nan")
+                raise SkipvizValueError(f"its tensor {k!r} holds inf or nan")
         history = History.from_dict(blob["history"])
         model.load_state_dict(state)
     except Exception as err:  # never trust a bad cache file: warn, retrain, and replace it

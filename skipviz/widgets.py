@@ -9,12 +9,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
-from ._validation import check_bool
+from ._validation import check_bool, check_int, show
+from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
 from .plots import STYLE, figure_png, use_style
+
+__all__ = ["FigurePanel", "SkipToggles", "make_control"]
 
 PANEL_MARGINS = dict(left=0.12, right=0.97, bottom=0.17, top=0.9, wspace=0.3)
 
@@ -27,30 +31,42 @@ def make_control(name: str, spec: Any) -> widgets.Widget:
     a bool -> Checkbox; (min, max, step[, value]) of ints -> IntSlider, of floats -> FloatSlider.
     Sliders redraw when released, not while dragged.
     """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SkipvizValueError(f"name must be a Python identifier (it becomes draw's keyword argument); "
+                                f"got {show(name)}")
     if isinstance(spec, widgets.Widget):
+        if not hasattr(spec, "value"):
+            raise SkipvizValueError(f"spec: control {name!r} is a {type(spec).__name__}, which has no value")
         return spec
-    if isinstance(spec, bool):
-        return widgets.Checkbox(value=spec, description=name, indent=False)
+    if isinstance(spec, (bool, np.bool_)):
+        return widgets.Checkbox(value=bool(spec), description=name, indent=False)
     if isinstance(spec, list) and spec:
-        pairs = all(isinstance(o, tuple) and len(o) == 2 for o in spec)
+        pairs = all(isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in spec)
+        plain = all(isinstance(o, (str, int, float, np.generic)) and not isinstance(o, bool) for o in spec)
+        if not (pairs or plain):
+            raise SkipvizValueError(f"spec: the options of control {name!r} must be strings or numbers, or "
+                                    f"(label, value) pairs; got {show(spec)}")
         return widgets.Dropdown(options=spec, value=spec[0][1] if pairs else spec[0], description=name)
-    numbers = isinstance(spec, tuple) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)
-    if numbers and len(spec) in (3, 4):
+    if isinstance(spec, tuple) and len(spec) in (3, 4) and all(_is_number(v) for v in spec):
+        spec = tuple(v.item() if isinstance(v, np.generic) else v for v in spec)
         lo, hi, step = spec[:3]
         value = spec[3] if len(spec) == 4 else lo
         if not all(math.isfinite(v) for v in spec):
-            raise ValueError(f"control {name!r}: min, max, step and value must be finite; got {spec!r}")
-        if not (lo < hi and step > 0 and lo <= value <= hi):
-            raise ValueError(f"control {name!r}: need min < max, step > 0 and min <= value <= max; "
-                             f"got (min, max, step, value) = {(lo, hi, step, value)!r}")
+            raise SkipvizValueError(f"spec: control {name!r}: min, max, step and value must be finite; got {spec!r}")
+        if not (lo < hi and 0 < step <= hi - lo and lo <= value <= hi):
+            raise SkipvizValueError(f"spec: control {name!r} needs min < max, 0 < step <= max - min and "
+                                    f"min <= value <= max; got (min, max, step, value) = {(lo, hi, step, value)!r}")
         if (hi - lo) / step > 10_000:
-            raise ValueError(f"control {name!r}: step {step!r} gives more than 10,000 positions "
-                             f"between {lo!r} and {hi!r}")
+            raise SkipvizValueError(f"spec: control {name!r}: step {step!r} gives more than 10,000 positions "
+                                    f"between {lo!r} and {hi!r}")
         cls = widgets.IntSlider if all(isinstance(v, int) for v in spec) else widgets.FloatSlider
         return cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False)
-    raise ValueError(f"control {name!r}: spec must be a widget, a non-empty list of options, a bool, "
-                     f"or a (min, max, step[, value]) tuple; got {spec!r}")
+    raise SkipvizValueError(f"spec: control {name!r} must be a widget, a non-empty list of options, a bool, "
+                            f"or a (min, max, step[, value]) tuple of numbers; got {show(spec)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _frozen(value: Any) -> Any:
@@ -62,7 +78,7 @@ def _frozen(value: Any) -> Any:
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(v) for v in value)
-    raise TypeError(f"no image cache for a control value of type {type(value).__name__}")
+    raise SkipvizTypeError(f"no image cache for a control value of type {type(value).__name__}")
 
 
 class FigurePanel(widgets.VBox):
@@ -86,10 +102,28 @@ class FigurePanel(widgets.VBox):
     def __init__(self, draw: Callable[..., None], controls: Mapping[str, Any],
                  figsize: tuple[float, float] = (7.0, 3.6), columns: int = 2,
                  figure_layout: str | None = None, cache_images: bool = False):
+        if not callable(draw) or isinstance(draw, type):
+            raise SkipvizTypeError(f"draw must be a function draw(fig, **values); got {show(draw)}")
+        if not isinstance(controls, Mapping):
+            raise SkipvizValueError(f"controls must be a dict {{name: spec}} (see make_control); got {show(controls)}")
+        if not (isinstance(figsize, (tuple, list)) and len(figsize) == 2
+                and all(_is_number(v) and 0 < v <= 50 for v in figsize)):
+            raise SkipvizValueError(f"figsize must be (width, height) in inches, each in (0, 50]; got {show(figsize)}")
+        figsize = (float(figsize[0]), float(figsize[1]))
+        columns = check_int("columns", columns, maximum=50)
+        if figure_layout is not None and not (isinstance(figure_layout, str) and figure_layout in (
+                "constrained", "tight", "compressed")):
+            raise SkipvizValueError(f"figure_layout must be None, 'constrained', 'tight' or 'compressed'; "
+                                    f"got {show(figure_layout)}")
         self.draw = draw
         self.cache_images = check_bool("cache_images", cache_images)
         self._images: OrderedDict[tuple, bytes] = OrderedDict()
-        self.controls = {name: make_control(name, spec) for name, spec in controls.items()}
+        self.controls = {}
+        for name, spec in controls.items():
+            try:
+                self.controls[name] = make_control(name, spec)
+            except SkipvizError as err:
+                raise type(err)(f"controls[{name!r}]: {err}") from None
         # Fixed margins by default: constrained layout would double the time of every redraw.
         self.figure_layout = figure_layout
         self.figure = Figure(figsize=figsize, dpi=STYLE["figure.dpi"], layout=figure_layout)
@@ -104,6 +138,18 @@ class FigurePanel(widgets.VBox):
         super().__init__([grid, self.image, self.status])
         self.add_class("skipviz-panel")
         self.redraw()
+
+    def _adopt_pyplot_figure(self, opened: set[int]) -> None:
+        """draw made its own figure (plt.subplots()) and left the panel's empty: show that one
+        instead, and close it so that it is not also shown under the cell."""
+        new = [n for n in plt.get_fignums() if n not in opened]
+        if new and not self.figure.axes:
+            made = plt.figure(new[-1])
+            self.figure = made
+            for n in new:
+                if n != new[-1]:
+                    plt.close(n)
+            plt.close(made)  # closed in pyplot; the Figure object still renders
 
     @property
     def values(self) -> dict[str, Any]:
@@ -139,8 +185,10 @@ class FigurePanel(widgets.VBox):
         use_style()  # globally: an rc_context would reset the inline backend on exit
         try:
             try:
+                opened = set(plt.get_fignums())
                 self.draw(self.figure, **self.values)
                 self.error = None
+                self._adopt_pyplot_figure(opened)
             except Exception as err:  # shown in the panel: a callback's traceback reaches no one
                 self.error = err
                 message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
@@ -174,16 +222,29 @@ class SkipToggles(widgets.VBox):
                  presets: Mapping[str, Callable[[int], Sequence[bool]]] | None = None,
                  description: str = "skips", labels: Sequence[str] | None = None):
         if model is None and n is None:
-            raise ValueError("give a model (with .skips) or the number of skips n")
+            raise SkipvizValueError("model and n are both None: give a model (with .skips) or the number "
+                                    "of switches n")
+        if model is not None and (isinstance(model, type) or not hasattr(model, "skips")):
+            hint = " (give the model itself, not model.skips)" if isinstance(model, Sequence) else ""
+            raise SkipvizValueError(f"model must be a skipviz model with .skips{hint}; got {show(model)}")
+        if n is not None:
+            n = check_int("n", n, maximum=1000)
+        columns = check_int("columns", columns, maximum=100)
+        if not isinstance(description, str):
+            raise SkipvizValueError(f"description must be a string; got {show(description)}")
         self.model = model
         start = list(model.skips) if model is not None else [True] * n
         if n is not None and n != len(start):
-            raise ValueError(f"n must equal len(model.skips) = {len(start)}; got {n}")
+            raise SkipvizValueError(f"n must equal len(model.skips) = {len(start)}; got {n}")
         if not start:
-            raise ValueError("this model has no skip connections to toggle")
+            raise SkipvizValueError("model has no skip connections to toggle")
+        if labels is not None and (isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence)):
+            raise SkipvizValueError(f"labels must be a list of {len(start)} labels; got {show(labels)}")
         labels = [str(i + 1) for i in range(len(start))] if labels is None else [str(x) for x in labels]
         if len(labels) != len(start):
-            raise ValueError(f"labels must have length {len(start)}; got {len(labels)}")
+            raise SkipvizValueError(f"labels must have length {len(start)}; got {len(labels)}")
+        if presets is not None and not isinstance(presets, Mapping):
+            raise SkipvizValueError(f"presets must be a dict {{label: function of n}}; got {show(presets)}")
         self.buttons = [widgets.ToggleButton(value=v, description=label, tooltip=f"{description} {label}",
                                              layout=widgets.Layout(width="44px"))
                         for label, v in zip(labels, start)]
@@ -194,10 +255,10 @@ class SkipToggles(widgets.VBox):
             try:  # checked now: inside a click callback an error would reach no one
                 mask = list(make(len(self.buttons)))
             except Exception as err:
-                raise ValueError(f"preset {label!r} failed for {len(self.buttons)} switches: "
+                raise SkipvizValueError(f"presets[{label!r}] failed for {len(self.buttons)} switches: "
                                  f"{type(err).__name__}: {err}") from None
             if len(mask) != len(self.buttons) or not all(isinstance(v, (bool, np.bool_)) for v in mask):
-                raise ValueError(f"preset {label!r} must give {len(self.buttons)} booleans; got {mask!r}")
+                raise SkipvizValueError(f"presets[{label!r}] must give {len(self.buttons)} booleans; got {mask!r}")
             button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
             button.on_click(lambda _b, make=make: self.set(list(make(len(self.buttons)))))
             self.preset_buttons.append(button)
@@ -220,10 +281,10 @@ class SkipToggles(widgets.VBox):
         """Set every toggle at once (one update, one redraw)."""
         if isinstance(mask, (str, bytes)) or not hasattr(mask, "__len__") \
                 or not all(isinstance(v, (bool, np.bool_)) for v in mask):
-            raise ValueError(f"mask must be a list of {len(self.buttons)} booleans; got {mask!r}")
+            raise SkipvizValueError(f"mask must be a list of {len(self.buttons)} booleans; got {mask!r}")
         mask = [bool(v) for v in mask]
         if len(mask) != len(self.buttons):
-            raise ValueError(f"mask must have length {len(self.buttons)}; got {len(mask)}")
+            raise SkipvizValueError(f"mask must have length {len(self.buttons)}; got {len(mask)}")
         self._syncing = True
         try:
             for b, v in zip(self.buttons, mask):
@@ -231,6 +292,14 @@ class SkipToggles(widgets.VBox):
         finally:
             self._syncing = False
         self.value = mask
+
+    @traitlets.validate("value")
+    def _check_value(self, proposal) -> list[bool]:
+        # Refused before anything changes, so the buttons, `value` and the model always agree.
+        mask = proposal["value"]
+        if len(mask) != len(getattr(self, "buttons", mask)):
+            raise SkipvizValueError(f"value must have length {len(self.buttons)}; got {len(mask)}")
+        return mask
 
     def _on_button(self, _change) -> None:
         if not self._syncing:

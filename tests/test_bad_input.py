@@ -1,5 +1,7 @@
 """What a student is likely to type wrong, into every public function: each call either raises a
-skipviz ValueError whose message names the argument or what is allowed, or gives a correct result.
+SkipvizError (a ValueError or TypeError) whose message names the argument or what is allowed, or
+gives a correct result. (tests/test_fuzz.py fuzzes the same contract; this table is the readable
+list of the mistakes students actually make.)
 
 The table BAD holds 207 calls that must be refused (wrong types, non-finite numbers, wrong shapes
 and dtypes, numbers out of range, mismatched model and data). ACCEPTED holds 24 calls that look
@@ -22,6 +24,7 @@ from torch import nn
 
 from skipviz import data, exercises, landscape, models, paths, probes, training, widgets
 from skipviz.claims import claim
+from skipviz.errors import SkipvizError
 
 NAN, INF = float("nan"), float("inf")
 
@@ -204,11 +207,11 @@ BAD = [
     # paths
     ("path_counts -1", lambda: paths.path_counts(-1), "n"),
     ("path_counts float", lambda: paths.path_counts(5.0), "n"),
-    ("fraction range", lambda: paths.fraction_in_range(10, 5, 11), "high <= n"),
+    ("fraction range", lambda: paths.fraction_in_range(10, 5, 11), "high must be an integer in 5..10"),
     ("central_range mass 0", lambda: paths.central_range(10, 0), "mass"),
     ("lesion index", lambda: paths.lesion(res(), spiral_set(), [3]), r"0\.\.2"),
     ("lesion float index", lambda: paths.lesion(res(), spiral_set(), [1.0]), "integer"),
-    ("lesion int not list", lambda: paths.lesion(res(), spiral_set(), 1), "list of indices"),
+    ("lesion int not list", lambda: paths.lesion(res(), spiral_set(), 1), "deleted_blocks must be a list of integers"),
     ("lesion regression", lambda: paths.lesion(models.ResidualMLP(1, 1, depth=2), data.sine(n_train=8, n_test=4), [0]), "classification"),
     ("lesion model/data", lambda: paths.lesion(models.ResidualMLP(3, 3), spiral_set(), [0]), "in_dim=3"),
     ("lesion plain first layer", lambda: paths.lesion(models.PlainMLP(2, 3, depth=3), spiral_set(), [0]), r"1\.\.2"),
@@ -218,7 +221,7 @@ BAD = [
     ("reordered range", lambda: paths.reordered(res(), [0, 1, 3]).__enter__(), r"0\.\.2"),
     ("reordered str", lambda: paths.reordered(res(), "012").__enter__(), "list"),
     ("reordered conv", lambda: paths.reordered(models.SkipConvNet(depth=2), [1, 0]).__enter__(), "cannot be reordered"),
-    ("path gradient plain", lambda: paths.gradient_by_path_length(models.PlainMLP(2, 3), x2(), labels()), "no residual blocks"),
+    ("path gradient plain", lambda: paths.gradient_by_path_length(models.PlainMLP(2, 3), x2(), labels()), "must be a skipviz ResidualMLP, SkipConvNet or ResNet1d"),
     ("path gradient in_dim", lambda: paths.gradient_by_path_length(models.ResidualMLP(3, 3), x2(), labels()), "in_dim=3"),
     ("path gradient outputs", lambda: paths.gradient_by_path_length(models.ResidualMLP(2, 2), x2(), torch.tensor([0, 1, 2, 0])), "out_dim=2"),
     ("path gradient y length", lambda: paths.gradient_by_path_length(res(), x2(4), labels(2)), "one entry per example"),
@@ -233,7 +236,7 @@ BAD = [
     ("surface_1d tensor", lambda: landscape.surface_1d(res(), spiral_set(), torch.zeros(3)), "list of"),
     ("surface_1d short", lambda: landscape.surface_1d(res(), spiral_set(), direction(res())[:2]), "one tensor per parameter"),
     ("surface_1d nan", lambda: landscape.surface_1d(res(), spiral_set(), [d * NAN for d in direction(res())]), "inf or nan"),
-    ("surface_1d shape", lambda: landscape.surface_1d(res(), spiral_set(), direction(models.ResidualMLP(2, 3, width=4, depth=3))), "shape of parameter"),
+    ("surface_1d shape", lambda: landscape.surface_1d(res(), spiral_set(), direction(models.ResidualMLP(2, 3, width=4, depth=3))), "shape of model's parameter"),
     ("surface_1d method", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), method="fast"), "method"),
     ("surface_1d steps 1", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), steps=1), "steps"),
     ("surface_1d span 0", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), span=0), "span"),
@@ -252,19 +255,19 @@ BAD = [
     ("curvature model/data", lambda: landscape.curvature_map(models.ResidualMLP(3, 3, width=8, depth=3), spiral_set(), direction(models.ResidualMLP(3, 3, width=8, depth=3)), direction(models.ResidualMLP(3, 3, width=8, depth=3))), "in_dim=3"),
     ("direction_to missing", lambda: landscape.direction_to(res(), {}), "state must hold"),
     # widgets
-    ("control step 0", lambda: widgets.make_control("a", (0, 1, 0)), "step > 0"),
-    ("control step -1", lambda: widgets.make_control("a", (0, 10, -1)), "step > 0"),
+    ("control step 0", lambda: widgets.make_control("a", (0, 1, 0)), "0 < step"),
+    ("control step -1", lambda: widgets.make_control("a", (0, 10, -1)), "0 < step"),
     ("control nan bound", lambda: widgets.make_control("a", (0.0, NAN, 0.1)), "finite"),
     ("control inf bound", lambda: widgets.make_control("a", (0, INF, 1)), "finite"),
     ("control low == high", lambda: widgets.make_control("a", (1, 1, 1)), "min < max"),
     ("control value outside", lambda: widgets.make_control("a", (0, 10, 1, 11)), "min <= value <= max"),
     ("control empty list", lambda: widgets.make_control("a", []), "non-empty list"),
-    ("control dict", lambda: widgets.make_control("a", {"x": 1}), "spec must be"),
+    ("control dict", lambda: widgets.make_control("a", {"x": 1}), "must be a widget"),
     ("toggles nothing", lambda: widgets.SkipToggles(), "give a model"),
     ("toggles plain model", lambda: widgets.SkipToggles(models.PlainMLP(2, 3)), "no skip connections"),
     ("toggles n mismatch", lambda: widgets.SkipToggles(res(), n=4), "n must equal"),
-    ("toggles preset length", lambda: widgets.SkipToggles(res(), presets={"all": lambda k: [True] * (k + 1)}), "preset 'all'"),
-    ("toggles preset raises", lambda: widgets.SkipToggles(res(), presets={"bad": lambda k: 1 / 0}), "preset 'bad' failed"),
+    ("toggles preset length", lambda: widgets.SkipToggles(res(), presets={"all": lambda k: [True] * (k + 1)}), r"presets\['all'\]"),
+    ("toggles preset raises", lambda: widgets.SkipToggles(res(), presets={"bad": lambda k: 1 / 0}), r"presets\['bad'\] failed"),
     ("toggles preset ints", lambda: widgets.SkipToggles(res(), presets={"ints": lambda k: [1] * k}), "booleans"),
     ("toggles set short", lambda: widgets.SkipToggles(res()).set([True]), "length 3"),
     ("toggles set str", lambda: widgets.SkipToggles(res()).set("TTT"), "booleans"),
@@ -275,7 +278,7 @@ BAD = [
     ("check_block seed", lambda: exercises.check_block(nn.Linear, seed=-1), "seed"),
     ("check_block seed float", lambda: exercises.check_block(nn.Linear, seed=0.5), "seed"),
     ("claim empty", lambda: claim("", True), "statement"),
-    ("claim many values", lambda: claim("all large", torch.ones(3) > 0), "single truth value"),
+    ("claim many values", lambda: claim("all large", torch.ones(3) > 0), "holds must be a truth value"),
 ]
 
 
@@ -287,7 +290,7 @@ def test_the_table_counts_what_the_docstring_says():
 def test_refused_with_a_clear_error(call, match):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(SkipvizError, match=match):
             call()
 
 
@@ -561,9 +564,11 @@ def test_check_block_handles_instances_in_place_writes_and_stubs():
         def forward(self, x):
             raise NotImplementedError()
 
-    assert exercises.check_block(Inplace).ok
-    assert exercises.check_block(Inplace(16)).ok
-    assert exercises.check_block(Inplace(8)).ok  # the instance's own width
+    # x += F(x) computes the right numbers, but overwrites the input that fc1 saved for backward():
+    # training would fail, and the check says so (in the instance's own width too).
+    for answer in (Inplace, Inplace(16), Inplace(8)):
+        result = exercises.check_block(answer)
+        assert not result.ok and "in-place write" in result.message
     result = exercises.check_block(Stub)
     assert not result.ok and "not done yet" in result.message
     for wrong in (None, 3, "MyBlock", torch.zeros(3)):

@@ -125,7 +125,7 @@ def test_conv_net_shapes_and_shortcuts():
 @pytest.mark.parametrize("call, match", [
     (lambda: models.PlainMLP(5, 3, activation="gelu"), "'relu', 'tanh', 'sigmoid'"),
     (lambda: models.PlainMLP(5, 3, init="orthogonal"), "'default', 'xavier', 'he', 'small'"),
-    (lambda: models.PlainMLP(5, 3, depth=0), "depth must be an integer >= 1"),
+    (lambda: models.PlainMLP(5, 3, depth=0), r"depth must be an integer in 1\.\."),
     (lambda: models.PlainMLP(5, 3, width=0), "width must be an integer >= 1"),
     (lambda: models.ResidualMLP(5, 3, block="v3"), "'v1', 'v2', 'preact'"),
     (lambda: models.ResidualMLP(5, 3, span=3), "span must be one of 1, 2"),

@@ -160,12 +160,12 @@ def test_gradient_by_path_length_for_54_blocks_sums_to_autograd():
 @pytest.mark.parametrize("call, match", [
     (lambda: paths.lesion(models.ResidualMLP(2, 3, depth=4), data.spirals(), [4]), r"0\.\.3"),
     (lambda: paths.lesion(models.PlainMLP(2, 3, depth=4), data.spirals(), [0]), r"1\.\.3"),
-    (lambda: paths.gradient_by_path_length(models.PlainMLP(2, 3), torch.randn(2, 2), torch.tensor([0, 1])), "no residual blocks"),
+    (lambda: paths.gradient_by_path_length(models.PlainMLP(2, 3), torch.randn(2, 2), torch.tensor([0, 1])), "must be a skipviz ResidualMLP, SkipConvNet or ResNet1d"),
     (lambda: paths.gradient_by_path_length(models.ResidualMLP(2, 3), torch.randn(0, 2), torch.zeros(0, dtype=torch.long)), "at least one"),
     (lambda: paths.gradient_by_path_length(models.SkipConvNet(depth=4).train(), torch.randn(2, 40), torch.tensor([0, 1])), "eval mode"),
     (lambda: paths.reordered(models.SkipConvNet(depth=4).eval(), [0, 1, 2, 3]).__enter__(), "cannot be reordered"),
     (lambda: paths.reordered(models.ResidualMLP(2, 3, depth=3), [0, 0, 1]).__enter__(), "permutation"),
-    (lambda: paths.fraction_in_range(10, 5, 11), "high <= n"),
+    (lambda: paths.fraction_in_range(10, 5, 11), "high must be an integer in 5..10"),
     (lambda: paths.sampled_path_gradients(models.ResidualMLP(2, 3, depth=3), torch.randn(2, 2), torch.tensor([0, 1]), lengths=[4]), r"0\.\.3"),
 ])
 def test_bad_arguments(call, match):

@@ -26,7 +26,7 @@ def test_forward_is_last_state_plus_every_skipped_state():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: models.TelescopeMLP(1, 1, depth=0), "depth must be an integer >= 1"),
+    (lambda: models.TelescopeMLP(1, 1, depth=0), r"depth must be an integer in 1\.\."),
     (lambda: models.TelescopeMLP(1, 1, width=0), "width must be an integer >= 1"),
     (lambda: models.TelescopeMLP(1, 1, activation="elu"), "'relu', 'tanh', 'sigmoid'"),
 ])

@@ -121,9 +121,9 @@ def test_dropdown_with_labelled_values():
 
 
 def test_bad_control_spec():
-    with pytest.raises(ValueError, match="spec must be"):
+    with pytest.raises(ValueError, match="must be a widget"):
         widgets.make_control("x", {"a": 1})
-    with pytest.raises(ValueError, match="spec must be"):
+    with pytest.raises(ValueError, match="must be a widget"):
         widgets.make_control("x", [])
 
 

@@ -24,12 +24,15 @@ import html
 import itertools
 import math
 import numbers
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..errors import SkipvizError
 
 
 @dataclass
@@ -52,13 +55,28 @@ class CheckResult:
         return f'<div style="color:{color}">{mark} {html.escape(self.message)}</div>'
 
 
-def keeps_random_state(check: Callable) -> Callable:
-    """Run a check inside torch.random.fork_rng, so that building modules and drawing inputs
-    leave the student's random stream where it was."""
+def exercise_check(check: Callable) -> Callable:
+    """Every public check is wrapped in this:
+    - the global random states (torch's, numpy's, Python's) are the same afterwards, so that
+      building modules, drawing inputs and running the student's code inside the check leave the
+      student's random stream where it was;
+    - whatever the student's answer does, the check returns a CheckResult: an exception that
+      escapes the check's own handling becomes one line. A SkipvizError about the check's other
+      arguments (a misspelt `block=`) is still raised: that is not the student's answer.
+    """
     @functools.wraps(check)
     def wrapper(*args, **kwargs):
-        with torch.random.fork_rng(devices=[]):
-            return check(*args, **kwargs)
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                return check(*args, **kwargs)
+        except SkipvizError:
+            raise
+        except Exception as err:
+            return CheckResult(False, f"could not check this answer: {describe(err)}")
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
     return wrapper
 
 

@@ -7,9 +7,18 @@ import math
 
 from .._validation import check_choice
 from .._validation import check_number as check_float
-from .feedback import CheckResult, as_number, call_number, check_number, value_or_nan
+from ..errors import SkipvizValueError
+from .feedback import (
+    CheckResult,
+    as_number,
+    call_number,
+    check_number,
+    exercise_check,
+    value_or_nan,
+)
 
 
+@exercise_check
 def check_glorot_factor(value: object, activation: str = "sigmoid", init: str = "default") -> CheckResult:
     """Your predicted per-layer factor ρ = sqrt(n Var[w] E[f'(s)²]) for a plain net with one of the
     activation/init pairs of notebook 01's table (not used by the notebooks' own exercises, whose
@@ -50,10 +59,13 @@ ADAM_MISTAKES = {
 }
 
 
+@exercise_check
 def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: float = 1e-8) -> CheckResult:
     """Your Adam first step (notebook 01, exercise 4): a function adam_first_step(g, lr, eps) ->
     lr * m̂ / (sqrt(v̂) + eps) with m̂ = g and v̂ = g² after bias correction, checked at gradients
     from 1e-15 to 2 of both signs; or one number, the step for `grad`, `lr`, `eps`."""
+    grad = check_float("grad", grad)
+    lr, eps = check_float("lr", lr, 0, strict=True), check_float("eps", eps, 0, strict=True)
     if not callable(answer):
         mistakes = {hint: f(grad, lr, eps) for hint, f in ADAM_MISTAKES.items()}
         return check_number(answer, "Adam's step", _adam(grad, lr, eps), mistakes)
@@ -79,13 +91,14 @@ def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: 
                              "of both signs.")
 
 
+@exercise_check
 def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
     """Your predicted per-layer factor ρ for a plain leaky-ReLU net (negative slope `slope`) with
     PyTorch's default init, n Var[w] = 1/3 (notebook 01, exercise 1). Half of the units pass the
     gradient with slope 1, the other half with `slope`, so E[f'(s)²] = (1 + slope²) / 2."""
     slope = check_float("slope", slope, 0.0)
     if slope >= 1:
-        raise ValueError(f"slope must be a number in [0, 1); got {slope!r}")
+        raise SkipvizValueError(f"slope must be a number in [0, 1); got {slope!r}")
     n_var, gain = 1 / 3, (1 + slope ** 2) / 2
     rho = math.sqrt(n_var * gain)
     mistakes = {

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_int, check_seed
-from .feedback import CheckResult
+from .feedback import INPLACE_HINT, CheckResult, exercise_check
 
 relu = torch.relu
 # What a two-layer block might compute, given its two Linear layers f1, f2 (applied in order).
@@ -31,6 +31,7 @@ HINTS = {
 BLOCK_NAMES = {"v1": "a V1 block", "v2": "a V2 block", "preact": "a pre-activation block"}
 
 
+@exercise_check
 def check_block(block_class: type, block: str = "v2", width: int = 16, seed: int = 0) -> CheckResult:
     """Check that `block_class(width)` is a two-layer residual block of the given kind.
 
@@ -89,12 +90,38 @@ def check_block(block_class: type, block: str = "v2", width: int = 16, seed: int
             for f1, f2 in (linears, linears[::-1]):
                 if torch.allclose(out, compute(x, f1, f2), atol=1e-5, rtol=1e-4):
                     if name == block:
+                        cut = _gradient_problem(module, x, lambda v, c=compute, f1=f1, f2=f2: c(v, f1, f2))
+                        if cut is not None:
+                            return CheckResult(False, f"your block computes {formula} but {cut}")
                         return CheckResult(True, f"correct: your block computes {formula}.")
                     return CheckResult(False, f"your block computes {formula}, but {BLOCK_NAMES[block]} "
                                               f"computes {expected_formula}. {HINTS[name]}")
         err = (out - FORMULAS[block][1](x, *linears)).abs().max().item()
     return CheckResult(False, f"the output differs from {expected_formula} by up to {err:.3g} and "
                               f"matches none of the usual mistakes; print the shapes and values step by step.")
+
+
+def _gradient_problem(module: nn.Module, x: torch.Tensor, reference) -> str | None:
+    """None when backward() through `module` gives the reference's gradient with respect to x;
+    else what is wrong. Only x's gradient is taken: the module's .grad fields stay as they were."""
+    weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(11))
+    xs, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with torch.enable_grad():  # the caller compares outputs under no_grad
+        out = module(xs.clone())  # not the leaf itself: `x += f(x)` in the block is allowed
+        if not out.requires_grad:
+            return ("its output does not depend on x through autograd: is a path cut by .detach(), .data "
+                    "or torch.no_grad()?")
+        try:
+            (got,) = torch.autograd.grad((out * weight).sum(), xs, allow_unused=True)
+        except RuntimeError as err:
+            if "inplace" in str(err):
+                return f"backward() through it fails: {INPLACE_HINT}"
+            raise
+        (want,) = torch.autograd.grad((reference(xr) * weight).sum(), xr)
+    if got is None or not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
+        return ("backward() through it gives another gradient than the formula's: is a path cut by "
+                ".detach(), .data or torch.no_grad()?")
+    return None
 
 
 # ---------------------------------------------------------------------------- exercises 1 and 2
@@ -193,6 +220,7 @@ class _BNBlock(nn.Module):
 BLOCK_ALIASES = {"v2": "v2", "preact": "preact", "pre-act": "preact", "pre-activation": "preact"}
 
 
+@exercise_check
 def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResult:
     """Your class `cls(width)`, a two-layer block with batch normalization (notebook 02,
     exercises 1-2): block 'v2' is σ(N₂(W₂ σ(N₁(W₁x)))) + x, block 'preact' is

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .feedback import CheckResult, call_number
+from .feedback import CheckResult, call_number, exercise_check
 
 
 def _first_wrong(got: dict, right: Callable, cases) -> tuple | None:
@@ -31,6 +31,7 @@ def _named_mistake(got: dict, wrong: dict[str, Callable], cases) -> str | None:
     return next((hint for hint, f in wrong.items() if _first_wrong(got, f, cases) is None), None)
 
 
+@exercise_check
 def check_two_branch_paths(fn: object) -> CheckResult:
     """Your fn(n, k): the number of paths of length k through n blocks, each block holding two
     parallel branches beside its skip, y = x + f(x) + g(x) (notebook 03, exercise 1). A path of
@@ -79,6 +80,7 @@ def check_two_branch_paths(fn: object) -> CheckResult:
                               f"of {n} blocks by hand for that k")
 
 
+@exercise_check
 def check_tau_after_swaps(fn: object) -> CheckResult:
     """Your fn(n, s): Kendall's τ between 0..n-1 and the order made from it by s swaps of
     neighbours that share no block, (0 1)(2 3)... (notebook 03, exercise 2). Each swap makes

@@ -7,9 +7,10 @@ import math
 import torch
 
 from .._validation import check_choice
-from .feedback import CheckResult, as_number, call
+from .feedback import CheckResult, as_number, call, exercise_check
 
 
+@exercise_check
 def check_filter_normalization(fn: object, kind: str = "filter") -> CheckResult:
     """Your fn(d, w): the direction d rescaled to the norms of w — filter by filter (along dim 0)
     for kind='filter', as one whole tensor for kind='layer' (notebook 04, exercise 1). Tested on
@@ -79,6 +80,7 @@ def check_filter_normalization(fn: object, kind: str = "filter") -> CheckResult:
                               "compare rows(out).norm(dim=1) with rows(w).norm(dim=1)")
 
 
+@exercise_check
 def check_power_iteration(fn: object) -> CheckResult:
     """Your fn(matvec, n): the eigenvalue of largest magnitude of a symmetric n×n matrix H, by power
     iteration with matvec(v) = H v (notebook 04, exercise 2). Tested on three 8×8 matrices whose

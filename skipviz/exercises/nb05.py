@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 from .._validation import check_int
-from .feedback import CheckResult, check_number
+from .feedback import CheckResult, check_number, exercise_check
 
 
+@exercise_check
 def check_mean_abs_weight(value: object, n: int = 64) -> CheckResult:
     """Your E|w| for He initialization, w ~ N(0, 2/n), at fan-in n (notebook 05, exercise 1: the
     value the blog's mean-|W| plot would start from with He init)."""
@@ -35,6 +36,7 @@ def _quiet(spread: float, factor: float, threshold: float) -> int:
 QUIET_CASES = [(1.0, 0.408, 1e-6), (2.2, 0.939, 0.05), (0.85, 0.5, 1e-3), (1e-7, 0.4, 1e-6), (3.0, 0.9, 0.2)]
 
 
+@exercise_check
 def check_quiet_layer(fn: object) -> CheckResult:
     """Your quiet_layer(spread, factor, threshold=1e-6): the first layer l (counting from 1) whose
     predicted spread, spread · factor^(l-1) with `spread` that of layer 1, is below `threshold`

@@ -10,11 +10,12 @@ from torch import nn
 
 from .._validation import check_number as _check_arg
 from .._validation import check_seed
-from .feedback import CheckResult, as_number, call_number
+from .feedback import CheckResult, as_number, call_number, exercise_check
 
 STOPPING_CASES = [(2.35, 0.05), (2.1, 0.3), (2.36, 0.05), (0.3, 0.1), (4.11, 0.1), (0.05, 0.1)]
 
 
+@exercise_check
 def check_stopping_rule(answer: object, scaled_distance: float = 2.35, eps: float = 0.05) -> CheckResult:
     """Your stopping rule (notebook 06, exercise 2): a function blocks_for(d_scaled, eps) -> Hauser's
     L = ceil(d_scaled / eps), checked on five cases — a quotient that is a whole number (where
@@ -120,6 +121,7 @@ def _mistakes(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[float, dict[str, 
     }
 
 
+@exercise_check
 def check_scaled_distance(fn: object, seed: int = 0) -> CheckResult:
     """Your scaled_distance(blocks, x) -> float: run x (batch, ...) through the blocks (callables)
     in order and return d_scaled = sum over blocks of the per-example |x_(l+1) - x_l| / |x_l|,

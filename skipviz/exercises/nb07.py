@@ -13,13 +13,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import check_int, check_seed
 from .feedback import (
     CheckResult,
     build,
     call,
     compare_modules,
+    exercise_check,
     first_mistake,
-    keeps_random_state,
     not_done,
     nudged,
 )
@@ -78,7 +79,7 @@ def _downsampler() -> nn.Module:
         return nn.Sequential(nn.Conv1d(8, 16, 1, stride=2), nn.BatchNorm1d(16))
 
 
-@keeps_random_state
+@exercise_check
 def check_residual_block(cls: object) -> CheckResult:
     """Your ResidualBlock(in_channels, out_channels, stride=1, downsample=None): the article's block
     with its bugs fixed (notebook 07, exercise 1). Compared with the block as meant, with the same
@@ -171,7 +172,7 @@ SKIP_MISTAKES = {
 }
 
 
-@keeps_random_state
+@exercise_check
 def check_skip_block(cls: object) -> CheckResult:
     """Your SkipBlock(in_ch, out_ch): the lecture's block with its bugs fixed (notebook 07,
     exercise 2). Compared with the block as meant, with the same weights, for in_ch = out_ch = 8
@@ -248,7 +249,7 @@ HIGHWAY_MISTAKES = {
 }
 
 
-@keeps_random_state
+@exercise_check
 def check_highway_layer(cls: object) -> CheckResult:
     """Your HighwayLayer(width, gate_bias=-2.0): y = T H(x) + (1 - T) x with H(x) = relu(W_H x + b_H)
     and T = sigmoid(W_T x + b_T), b_T starting at gate_bias. Compared with the reference (same
@@ -312,6 +313,8 @@ def _dense_reference(x, layers, mistake=None):
 def dense_layers(k0: int = 4, growth: int = 3, n: int = 3, seed: int = 0) -> nn.ModuleList:
     """n layers of a dense block (BatchNorm, ReLU, 3-tap convolution to `growth` channels); layer
     l reads k0 + l * growth channels (l = 0, 1, ...). For the check and the notebook's exercise."""
+    k0, growth = check_int("k0", k0, maximum=4096), check_int("growth", growth, maximum=4096)
+    n, seed = check_int("n", n, maximum=1000), check_seed("seed", seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return nn.ModuleList(nn.Sequential(nn.BatchNorm1d(k0 + j * growth), nn.ReLU(),
@@ -327,7 +330,7 @@ DENSE_MISTAKES = {
 }
 
 
-@keeps_random_state
+@exercise_check
 def check_dense_block(fn: object) -> CheckResult:
     """Your dense_block(x, layers): x (batch, k0, length); layer l reads the concatenation of x and
     all earlier layers' outputs along the channels, and the block returns x and every output
@@ -388,7 +391,7 @@ class UNetLevelBase(nn.Module):
 
     def __init__(self, channels: int = 8):
         super().__init__()
-        c = channels
+        c = check_int("channels", channels, maximum=4096)
         self.down = nn.Sequential(nn.Conv1d(1, c, 3, padding=1), nn.BatchNorm1d(c), nn.ReLU())
         self.bottom = nn.Sequential(nn.Conv1d(c, 2 * c, 3, padding=1), nn.BatchNorm1d(2 * c), nn.ReLU())
         self.upsample = nn.ConvTranspose1d(2 * c, c, 2, stride=2)
@@ -418,7 +421,7 @@ UNET_MISTAKES = {
 }
 
 
-@keeps_random_state
+@exercise_check
 def check_unet_level(cls: object) -> CheckResult:
     """Your UNetLevel (a subclass of UNetLevelBase) with its forward pass: x (batch, length) ->
     down -> max-pool by 2 -> bottom -> upsample -> concatenate [upsampled, encoder features]
