@@ -80,7 +80,8 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_stats: bool 
     saved_buffers = {name: buf.clone() for name, buf in model.named_buffers()}
     model.train(batch_stats)
     try:
-        out = model(x)
+        # A copy that requires grad: the hidden states get a graph even when no weight trains.
+        out = model(x.detach().clone().requires_grad_(True))
         if len(states) != len(layers) or not all(isinstance(h, torch.Tensor) for h in states):
             raise SkipvizValueError(f"model {type(model).__name__}: each of its probe_layers must run "
                                     "once per forward pass and return a tensor")

@@ -286,6 +286,14 @@ def test_probe_leaves_grad_fields_alone():
     assert x.grad is None and all(p.grad is None for p in net.parameters())
 
 
+def test_probe_of_a_frozen_model_still_reads_the_activation_gradients():
+    """Found by `make fuzz`: with no weight training, backward() had no graph to run on."""
+    net = small().requires_grad_(False)
+    result = probes.probe(net, *xy())
+    assert torch.all(result.activation_grad > 0) and torch.isnan(result.weight_grad).all()
+    assert not any(p.requires_grad for p in net.parameters())
+
+
 # ---------------------------------------------------------------------------- paths and landscapes
 
 def test_kendall_tau_refuses_ties_and_takes_any_spelling():
