@@ -13,12 +13,13 @@ INSTALL    := $(PY) -m pip install --quiet -c constraints.txt
 LAB_STAMP  := $(VENV)/.skipviz-lab
 TEST_STAMP := $(VENV)/.skipviz-test
 STUDENT_STAMP := $(VENV)/.skipviz-student
+SITE_STAMP := $(VENV)/.skipviz-site
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Other numerics than the machine's best: the portable pass of nbval (see `test-portable`).
 PORTABLE   := ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL      := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-.PHONY: setup setup-test lab test test-portable test-all test-student student slides claims browser notebooks lint bench fuzz lock clean
+.PHONY: setup setup-test lab test test-portable test-all test-student student slides site claims browser notebooks lint bench fuzz lock clean
 
 setup: $(LAB_STAMP)
 setup-test: $(TEST_STAMP)
@@ -47,6 +48,11 @@ $(TEST_STAMP): $(LAB_STAMP)
 # nbgrader, for the lecturer's `make student` (and its tests), never for the students.
 $(STUDENT_STAMP): $(TEST_STAMP)
 	$(INSTALL) -e ".[lab,test,cluster,student]"
+	@touch $@
+
+# Sphinx, MyST-NB and sphinx-book-theme for `make site`, on top of nbgrader (the student copies).
+$(SITE_STAMP): $(STUDENT_STAMP)
+	$(INSTALL) -e ".[lab,test,cluster,student,site]"
 	@touch $@
 
 lab: setup
@@ -135,3 +141,9 @@ lock:
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The course site in build/site/: every notebook's page from its stored outputs, its kernel-free
+# panels rendered by running it (FULL unless SKIPVIZ_FAST=1; trained models from the cache), the
+# student copies and slide decks to download. Builds with no network (tools/site.py).
+site: $(SITE_STAMP)
+	$(PY) tools/site.py

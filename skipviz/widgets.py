@@ -14,6 +14,7 @@ import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
+from . import panel_states
 from ._validation import check_bool, check_int, show
 from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
 from .plots import STYLE, figure_png, use_style
@@ -95,13 +96,19 @@ class FigurePanel(widgets.VBox):
     model trained further, a global changed later, ...): the panel then keeps the last
     `CACHED_IMAGES` pictures by value, and a state seen before is shown again without drawing,
     which is what makes clicking back and forth in front of a class instant.
+
+    `states` declares what the panel offers without a kernel, on the course site and in the
+    offline slides ('one at a time', 'grid', or a list of {control: value} dicts; see
+    skipviz.panel_states), and `alt` describes the figure for a reader who cannot see it (the
+    kernel-free page shows it as the image's alternative text).
     """
 
     CACHED_IMAGES = 64
 
     def __init__(self, draw: Callable[..., None], controls: Mapping[str, Any],
                  figsize: tuple[float, float] = (7.0, 3.6), columns: int = 2,
-                 figure_layout: str | None = None, cache_images: bool = False):
+                 figure_layout: str | None = None, cache_images: bool = False,
+                 states: str | Sequence[Mapping[str, Any]] | None = None, alt: str | None = None):
         if not callable(draw) or isinstance(draw, type):
             raise SkipvizTypeError(f"draw must be a function draw(fig, **values); got {show(draw)}")
         if not isinstance(controls, Mapping):
@@ -137,7 +144,34 @@ class FigurePanel(widgets.VBox):
                                layout=widgets.Layout(grid_template_columns=f"repeat({columns}, auto)"))
         super().__init__([grid, self.image, self.status])
         self.add_class("skipviz-panel")
+        if alt is not None and not (isinstance(alt, str) and alt.strip()):
+            raise SkipvizValueError(f"alt must be a non-empty description of the figure or None; got {show(alt)}")
+        self.alt = alt
+        # The kernel-free states (skipviz.panel_states): checked now, rendered only for the site.
+        self.states = None if states is None else panel_states.declared_states(self.controls, states)
         self.redraw()
+        if panel_states.folder() is not None:
+            panel_states.write(self, self.states or [dict(self.values)], self._picture_of)
+
+    def _picture_of(self, values: Mapping[str, Any]) -> bytes:
+        """The PNG of draw(fig, **values) on the cleared figure; an exception in draw is shown in
+        the picture (and kept in `error`), since a callback's traceback reaches no one."""
+        self.figure.clear()
+        if self.figure_layout is None:
+            self.figure.subplots_adjust(**PANEL_MARGINS)  # clear() forgets them
+        use_style()  # globally: an rc_context would reset the inline backend on exit
+        try:
+            opened = set(plt.get_fignums())
+            self.draw(self.figure, **values)
+            self.error = None
+            self._adopt_pyplot_figure(opened)
+        except Exception as err:
+            self.error = err
+            message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+            self.figure.clear()
+            self.figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True,
+                             color="black" if isinstance(err, ValueError) else "#D55E00")
+        return figure_png(self.figure)
 
     def _adopt_pyplot_figure(self, opened: set[int]) -> None:
         """draw made its own figure (plt.subplots()) and left the panel's empty: show that one
@@ -179,23 +213,8 @@ class FigurePanel(widgets.VBox):
             self.redraw_count += 1
             return
         self.status.value = "<i>drawing…</i>"
-        self.figure.clear()
-        if self.figure_layout is None:
-            self.figure.subplots_adjust(**PANEL_MARGINS)  # clear() forgets them
-        use_style()  # globally: an rc_context would reset the inline backend on exit
         try:
-            try:
-                opened = set(plt.get_fignums())
-                self.draw(self.figure, **self.values)
-                self.error = None
-                self._adopt_pyplot_figure(opened)
-            except Exception as err:  # shown in the panel: a callback's traceback reaches no one
-                self.error = err
-                message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-                self.figure.clear()
-                self.figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True,
-                                 color="black" if isinstance(err, ValueError) else "#D55E00")
-            png = figure_png(self.figure)
+            png = self._picture_of(self.values)
             if key is not None and self.error is None:
                 self._images[key] = png
                 while len(self._images) > self.CACHED_IMAGES:
@@ -233,6 +252,7 @@ class SkipToggles(widgets.VBox):
         if not isinstance(description, str):
             raise SkipvizValueError(f"description must be a string; got {show(description)}")
         self.model = model
+        self.description = description  # the group's name, also on the kernel-free page
         start = list(model.skips) if model is not None else [True] * n
         if n is not None and n != len(start):
             raise SkipvizValueError(f"n must equal len(model.skips) = {len(start)}; got {n}")

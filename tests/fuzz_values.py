@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import ipywidgets
 import matplotlib
 
 matplotlib.use("Agg")
@@ -69,6 +70,8 @@ VALID: dict[str, Callable[[], Any]] = {
     "in_dim": lambda: 2, "out_dim": lambda: 3, "width": lambda: 4, "depth": lambda: 2,
     "n": lambda: 4, "ax": axes, "values": lambda: [1.0, 2.0, 4.0, 8.0],
     "name": lambda: "x", "spec": lambda: (0, 10, 1), "settings": lambda: {"steps": 2},
+    "control": lambda: ipywidgets.IntSlider(value=2, min=0, max=4),
+    "controls": lambda: {"k": ipywidgets.IntSlider(value=2, min=0, max=4)}, "states": lambda: "one at a time",
 }
 
 OVERRIDES: dict[str, dict[str, Callable[[], Any]]] = {

@@ -18,6 +18,7 @@ import pytest
 import torch
 from fuzz_contract import (
     EXEMPT,
+    MODULES,
     ODD,
     parameters,
     public_callables,
@@ -55,6 +56,14 @@ def check(qualname: str, labels: dict[str, str]) -> None:
         replaced[name] = (label, options_for(qualname, fn, name)[label]())
     failure = run_case(qualname, fn, replaced)
     assert failure is None, str(failure)
+
+
+def test_every_public_module_has_an_all():
+    """A module is public unless fuzz_contract.INTERNAL says why not; a public one lists its API."""
+    import importlib
+
+    for name in MODULES:
+        assert hasattr(importlib.import_module(f"skipviz.{name}"), "__all__"), f"skipviz.{name} has no __all__"
 
 
 def test_every_public_callable_has_a_valid_call():
