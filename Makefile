@@ -81,13 +81,15 @@ test-portable: setup-test
 	$(PORTABLE) SKIPVIZ_FAST=1 $(NBVAL)
 
 # Everything: `make test`, then the slower passes (the unit tests marked slow: process pools, a
-# Dask cluster, more damaged data files; every notebook through papermill; the static slides in the browser; other
+# Dask cluster, more damaged data files; every notebook through papermill; the static slides and the
+# course site (FAST states, every page offline, every panel by mouse and keyboard, axe-core) in the browser; other
 # numerics; every notebook in FAST mode with SEED = 1, its claims checked; the student copies
 # made, checked and run). This is what CI (.ci/run) runs.
-test-all: test
+test-all: test $(SITE_STAMP)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests --ignore=tests/browser --ignore=tests/student -m slow
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/test_notebooks.py -m papermill
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_slides.py tests/browser/test_slideshow.py
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_site.py
 	$(MAKE) test-portable
 	$(PY) tools/claims.py --fast --seeds 1
 	$(MAKE) test-student
@@ -144,6 +146,6 @@ clean:
 
 # The course site in build/site/: every notebook's page from its stored outputs, its kernel-free
 # panels rendered by running it (FULL unless SKIPVIZ_FAST=1; trained models from the cache), the
-# student copies and slide decks to download. Builds with no network (tools/site.py).
+# student copies and slide decks to download. Builds with no network (tools/course_site.py).
 site: $(SITE_STAMP)
-	$(PY) tools/site.py
+	$(PY) tools/course_site.py

@@ -6,14 +6,15 @@ A panel declares its states with `FigurePanel(..., states=...)`:
   (the others at their opening values) — what a reader who changes one thing sees;
 - "grid": every combination of every control's values;
 - a list of {name: value} dicts, each a state (names left out keep their opening values), for
-  the combinations the text discusses.
+  the combinations the text discusses; the list may also hold "one at a time", adding those.
 A control's values are a Checkbox's two, a Dropdown's options, a slider's positions (at most 11,
 evenly spaced, with both ends and the opening value), and a SkipToggles' opening mask, all on,
-all off and each switch flipped alone. At most MAX_STATES states per panel.
+all off, its presets' masks and each switch flipped alone. At most MAX_STATES states per panel.
 
 With the environment variable SKIPVIZ_PANEL_STATES set to a folder (tools/static_panels.py sets
 it when it runs a notebook for the site), every panel writes panel-NN/ there as it is made: one
-PNG per state and manifest.json, which the page's script reads.
+PNG per state and manifest.json, which the page's script reads; each state's alternative text is
+the panel's `alt` (what the figure shows in general) and `plots.describe` of its own figure.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from ._validation import show
 from .errors import SkipvizTypeError, SkipvizValueError
+from .plots import describe
 
 __all__ = ["MAX_STATES", "MODES", "control_values", "declared_states"]
 
@@ -47,7 +49,8 @@ def control_values(control: widgets.Widget) -> list[Any]:
         values = [value, not value]
     elif hasattr(control, "buttons") and isinstance(value, list):  # a SkipToggles
         n = len(value)
-        values = [value, [True] * n, [False] * n] + [
+        presets = [list(m) for m in getattr(control, "preset_masks", {}).values()]
+        values = [value, [True] * n, [False] * n] + presets + [
             [v if j != i else not v for j, v in enumerate(value)] for i in range(n)]
     elif isinstance(control, (widgets.IntSlider, widgets.FloatSlider)):
         count = int(round((control.max - control.min) / control.step)) + 1
@@ -81,15 +84,20 @@ def declared_states(controls: dict[str, widgets.Widget], states: Any) -> list[di
             raise SkipvizTypeError(f"controls[{name!r}] must be an ipywidgets control with a value; "
                                    f"got {show(c)}") from None
     opening = {name: values[0] for name, values in options.items()}
+    one_at_a_time = [dict(opening)] + [dict(opening, **{name: v}) for name, values in options.items()
+                                       for v in values[1:]]
     if isinstance(states, str) and states == "one at a time":
-        found = [dict(opening)] + [dict(opening, **{name: v}) for name, values in options.items()
-                                    for v in values[1:]]
+        found = one_at_a_time
     elif isinstance(states, str) and states == "grid":
         names = list(options)
         found = [dict(zip(names, combo)) for combo in itertools.product(*(options[n] for n in names))]
-    elif isinstance(states, (list, tuple)) and states and all(isinstance(s, dict) for s in states):
+    elif isinstance(states, (list, tuple)) and states and all(
+            isinstance(s, dict) or s == "one at a time" for s in states):
         found = [dict(opening)]
         for i, state in enumerate(states):
+            if state == "one at a time":
+                found += one_at_a_time
+                continue
             unknown = set(state) - set(options)
             if unknown:
                 raise SkipvizValueError(f"states[{i}] names no control {sorted(unknown)}; the controls are "
@@ -101,7 +109,7 @@ def declared_states(controls: dict[str, widgets.Widget], states: Any) -> list[di
             found.append(dict(opening, **{k: _plain(v) for k, v in state.items()}))
     else:
         raise SkipvizValueError(f"states must be 'one at a time', 'grid' or a non-empty list of "
-                                f"{{control: value}} dicts; got {show(states)}")
+                                f"{{control: value}} dicts (and 'one at a time'); got {show(states)}")
     unique: list[dict[str, Any]] = []
     for state in found:
         if state not in unique:
@@ -130,7 +138,9 @@ def write(panel: Any, states: list[dict[str, Any]], render) -> Path:
         image = f"state-{i:03d}.png"
         (out / image).write_bytes(render(state))
         records.append({"values": [controls[j]["values"].index(_plain(state[c["name"]]))
-                                   for j, c in enumerate(controls)], "image": image})
+                                   for j, c in enumerate(controls)], "image": image,
+                        # what this state's figure plots: its own titles, labels and legends
+                        "alt": describe(panel.figure)})
     manifest = {"controls": controls, "states": records, "alt": panel.alt}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return out
@@ -153,6 +163,7 @@ def _describe(name: str, control: widgets.Widget) -> dict[str, Any]:
                  "description": getattr(control, "description", "") or name}
     if kind == "toggles":
         described["switches"] = [b.description for b in control.buttons]
+        described["presets"] = dict(getattr(control, "preset_masks", {}))
     return described
 
 

@@ -38,8 +38,87 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the skipviz style to matplotlib (call once, at the top of a notebook)."""
+    """Apply the skipviz style to matplotlib (call once, at the top of a notebook). In a notebook,
+    every figure shown from then on carries a text description of what it plots (`describe`) as
+    its image's alternative text, for screen readers, the slides and the course site."""
     mpl.rcParams.update(STYLE)
+    _describe_shown_figures()
+
+
+def describe(fig: Figure) -> str:
+    """What `fig` plots, in words, from its own titles, axis labels, scales and legends: e.g.
+    "Two panels. 1, 'tanh': gradient RMS (log scale) against layer; lines: Xavier, He. 2, ...".
+    The alternative text of a figure before its "What to see" sentence."""
+    if not isinstance(fig, Figure):
+        raise SkipvizTypeError(f"fig must be a matplotlib Figure; got {show(fig)}")
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    if not axes:
+        return "An empty figure."
+    words = {1: "One panel", 2: "Two panels", 3: "Three panels", 4: "Four panels"}
+    parts = [(words.get(len(axes), f"{len(axes)} panels") + ".") if len(axes) > 1 else ""]
+    suptitle = getattr(fig, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text():
+        parts.insert(0, f"{suptitle.get_text()}.")
+    for i, ax in enumerate(axes, 1):
+        parts.append((f"{i}: " if len(axes) > 1 else "") + _describe_axes(ax))
+    return " ".join(p for p in parts if p).strip()
+
+
+def _describe_axes(ax) -> str:
+    def label(axis, text: str) -> str:
+        scale = axis.get_scale()
+        return text + (f" ({scale} scale)" if scale != "linear" else "")
+
+    title = ax.get_title() or ax.get_title("left") or ax.get_title("right")
+    x, y = ax.get_xlabel(), ax.get_ylabel()
+    what = f"'{title}': " if title else ""
+    if x or y:
+        what += f"{label(ax.yaxis, y) if y else 'values'} against {label(ax.xaxis, x) if x else 'position'}"
+    elif ax.images:
+        what += "an image"
+    else:
+        what += "a plot without axis labels"
+    if ax.images and (x or y):
+        what += ", as a coloured map"
+    legend = ax.get_legend()
+    if legend is not None:
+        names = [t.get_text() for t in legend.get_texts() if t.get_text()]
+        if names:
+            what += "; " + ("lines or markers" if len(names) > 1 else "one series") + ": " + ", ".join(names)
+    return what + "."
+
+
+_INSTALLED = {"done": False}
+
+
+def _describe_shown_figures() -> None:
+    """In IPython, give every displayed figure's PNG the metadata {'alt': describe(fig)}: nbconvert
+    (the slides) and the course site read it, and it stays in the stored notebook."""
+    if _INSTALLED["done"]:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:  # importing the inline backend registers its figure printer, which is wrapped below
+        import matplotlib_inline.backend_inline  # noqa: F401
+    except ImportError:
+        return
+    try:
+        printer = png.lookup_by_type(Figure)
+    except KeyError:
+        return
+
+    def with_alt(fig: Figure):
+        data = printer(fig)
+        return (data, {"alt": describe(fig)}) if data is not None else None
+
+    png.for_type(Figure, with_alt)
+    _INSTALLED["done"] = True
 
 
 def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kwargs):

@@ -271,6 +271,7 @@ class SkipToggles(widgets.VBox):
         for b in self.buttons:
             b.observe(self._on_button, names="value")
         self.preset_buttons = []
+        self.preset_masks: dict[str, list[bool]] = {}  # what each preset sets, for the kernel-free page
         for label, make in (presets or {}).items():
             try:  # checked now: inside a click callback an error would reach no one
                 mask = list(make(len(self.buttons)))
@@ -279,6 +280,7 @@ class SkipToggles(widgets.VBox):
                                  f"{type(err).__name__}: {err}") from None
             if len(mask) != len(self.buttons) or not all(isinstance(v, (bool, np.bool_)) for v in mask):
                 raise SkipvizValueError(f"presets[{label!r}] must give {len(self.buttons)} booleans; got {mask!r}")
+            self.preset_masks[label] = [bool(v) for v in mask]
             button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
             button.on_click(lambda _b, make=make: self.set(list(make(len(self.buttons)))))
             self.preset_buttons.append(button)

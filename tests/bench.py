@@ -1,5 +1,5 @@
 """`make bench`: wall times of every notebook (FAST and FULL, cold and warm cache), of the
-package's hot functions, `make slides`, notebook 06's depth sweep on each backend, and the click-to-redraw latency of every notebook's widget
+package's hot functions, `make site` (build time and size), `make slides`, notebook 06's depth sweep on each backend, and the click-to-redraw latency of every notebook's widget
 in a real JupyterLab in Chromium, in the notebook and in the live slideshow, as ratios to a plain
 one-figure ipywidgets notebook measured in the same run. Prints tables; nothing here is a pass/fail test.
 
@@ -210,8 +210,26 @@ def bench_browser(names: list[str] | None, clicks: int) -> None:
         plain.unlink(missing_ok=True)
 
 
+def bench_site() -> None:
+    """`make site` (FULL states, warm cache: the notebooks' trained models are in the cache), run
+    twice: the first renders every panel's states, the second finds them current. Its size."""
+    if subprocess.run([sys.executable, "-c", "import myst_nb"], capture_output=True).returncode:
+        print(f"\n{'make site: skipped (pip install -e .[site])':56s}")
+        return
+    out = ROOT / "build" / "site"
+    for label in ("make site (states rendered, warm cache)", "make site again (states current)"):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "tools" / "course_site.py"), "--out", str(out)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "SKIPVIZ_FAST": "0", "SKIPVIZ_PROGRESS": "0"})
+        print(f"{label:56s}{time.perf_counter() - start:>9.1f}s")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    print(f"{'its size':56s}{size:>8.1f}MB")
+
+
 def bench_slides() -> None:
-    """`make slides` for every notebook: nbconvert from the stored outputs, nothing executed."""
+    """`make slides` for every notebook: nbconvert from the stored outputs (the panels' states
+    rendered before, by bench_site or an earlier build)."""
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "tools" / "slides.py"), "--out",
                     str(ROOT / "build" / "slides")], check=True, stdout=subprocess.DEVNULL)
@@ -272,6 +290,8 @@ def main() -> None:
     if not args.only_landscape:
         bench_notebooks(args.notebooks, full=not args.no_full)
         bench_functions(args.repeat)
+        print()
+        bench_site()
         bench_slides()
         bench_sweep()
         if not args.no_browser:

@@ -4,12 +4,15 @@ the course site: one picture per declared state, each the picture the live panel
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ipywidgets
 import pytest
 
 from skipviz import models, panel_states, widgets
 from skipviz.errors import SkipvizValueError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def draw(fig, k, kind, flag):
@@ -87,3 +90,46 @@ def test_without_a_site_build_nothing_is_written(tmp_path, monkeypatch):
 def test_a_widget_without_a_value_list_offers_its_value_only():
     text = ipywidgets.Text(value="hello")
     assert panel_states.control_values(text) == ["hello"]
+
+
+def panel_calls(source: str) -> list[str]:
+    """The text of every FigurePanel(...) call in a cell's source, parentheses balanced."""
+    calls = []
+    start = source.find("FigurePanel(")
+    while start >= 0:
+        depth, i = 0, start + len("FigurePanel")
+        while True:
+            depth += {"(": 1, ")": -1}.get(source[i], 0)
+            i += 1
+            if depth == 0:
+                break
+        calls.append(source[start:i])
+        start = source.find("FigurePanel(", i)
+    return calls
+
+
+def test_every_panel_in_the_notebooks_declares_its_kernel_free_states():
+    import nbformat
+
+    found = 0
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for call in panel_calls(cell.source) if cell.cell_type == "code" else []:
+                found += 1
+                assert "states=" in call, f"{path.name}: a FigurePanel without states=: {call[:80]}"
+    assert found >= 8
+
+
+def test_the_repository_address_is_one_setting():
+    """The README's Binder badge is made from pyproject's [project.urls] Repository, as the site's
+    links are (tools/course_site.py reads it)."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import course_site
+
+    s = course_site.settings()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    badges = re.findall(r"https://mybinder\.org/v2/gh/[^)\s]+", readme)
+    assert badges and all(b.startswith(s["binder"]) for b in badges), (badges, s["binder"])

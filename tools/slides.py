@@ -4,7 +4,9 @@
 
 Writes build/slides/NN_name.slides.html with `jupyter nbconvert --to slides`'s exporter: the cells'
 `slideshow.slide_type` metadata makes the slides, fragments and speaker notes; code tagged
-`hide-input` (the plotting code) is hidden. reveal.js, require.js, jQuery, MathJax 2 and the
+`hide-input` (the plotting code) is hidden. Each widget panel becomes a kernel-free panel whose
+controls switch between its pre-rendered states (tools/static_panels.py; the notebooks are run
+once to render them when the states in build/site-states are older than the notebooks). reveal.js, require.js, jQuery, MathJax 2 and the
 Jupyter widgets renderer come from the npm packages pinned in tools/slides/package.json
 (`npm ci` into tools/slides/node_modules) and are copied to build/slides/lib/, so the folder works
 with no network: open an .html file, or put the whole folder on a course page.
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import static_panels
 from nbconvert.exporters import SlidesExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
 from traitlets.config import Config
@@ -86,14 +89,25 @@ def exporter() -> SlidesExporter:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
+    parser.add_argument("--states", type=Path, default=ROOT / "build" / "site-states",
+                        help="the panels' pre-rendered states (made by running the notebooks if stale)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     install_assets(args.out)
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    static_panels.ensure_states(notebooks, args.states)
+    shutil.rmtree(args.out / "states", ignore_errors=True)
+    shutil.copytree(args.states, args.out / "states", ignore=shutil.ignore_patterns("rendered.json"))
+    static_panels.copy_assets(args.out / "lib")
     exp = exporter()
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        body, _ = exp.from_notebook_node(nbformat.read(path, as_version=4),
-                                         resources={"metadata": {"name": path.stem}})
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        # Kernel-free panels in place of the widgets: pictures switched by lib/skipviz-panels.js.
+        static_panels.replace_panels(nb, args.states / path.stem, image_base=f"states/{path.stem}")
+        body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
+        body = body.replace("</body>", '<link rel="stylesheet" href="lib/skipviz-panels.css">\n'
+                                       '<script src="lib/skipviz-panels.js"></script>\n</body>', 1)
         target = args.out / f"{path.stem}.slides.html"
         target.write_text(body, encoding="utf-8")
         print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target} "

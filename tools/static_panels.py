@@ -1,4 +1,4 @@
-"""Kernel-free figure panels for the course site (tools/site.py) and the offline slides.
+"""Kernel-free figure panels for the course site (tools/course_site.py) and the offline slides.
 
 1. `render_all` runs each notebook once (nbclient, in FULL mode unless SKIPVIZ_FAST=1, with the
    trained models from the cache) with SKIPVIZ_PANEL_STATES set: every FigurePanel writes the
@@ -16,6 +16,7 @@ import html
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -25,6 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tools" / "site"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def ensure_states(notebooks: list[Path], out: Path) -> None:
+    """`render_all`, unless `out` already holds states rendered in this mode (FAST or FULL) after
+    the last change to the notebooks and the package (the site and the slides share them)."""
+    stamp = out / "rendered.json"
+    mode = "FAST" if os.environ.get("SKIPVIZ_FAST", "0") == "1" else "FULL"
+    newest = max(p.stat().st_mtime for p in [*notebooks, *(ROOT / "skipviz").rglob("*.py")])
+    if stamp.exists() and all((out / p.stem).is_dir() for p in notebooks):
+        done = json.loads(stamp.read_text(encoding="utf-8"))
+        if done.get("mode") == mode and done.get("time", 0) >= newest:
+            return
+    render_all(notebooks, out)
+    stamp.write_text(json.dumps({"mode": mode, "time": time.time()}), encoding="utf-8")
 
 
 def render_all(notebooks: list[Path], out: Path, timeout: int = 3600) -> None:
@@ -63,7 +78,7 @@ def panel_outputs(nb: nbformat.NotebookNode) -> list[tuple[int, int]]:
 
 def panel_html(manifest: dict, base: str, index: int) -> str:
     """A kernel-free panel: the opening picture (shown with no script too) and its manifest."""
-    alt = manifest.get("alt") or "the figure of this interactive panel (no description was given)"
+    alt = alt_text(manifest, manifest["states"][0])
     first = manifest["states"][0]["image"]
     data = html.escape(json.dumps(manifest), quote=True)
     return (f'<figure class="skipviz-static-panel" id="skipviz-panel-{index}" data-base="{base}/" '
@@ -75,9 +90,17 @@ def panel_html(manifest: dict, base: str, index: int) -> str:
             f'</figcaption></figure>')
 
 
-def replace_panels(nb: nbformat.NotebookNode, states: Path, image_base: str) -> int:
-    """Swap each panel's widget view for its kernel-free panel; return how many. Raises if the
-    notebook's run rendered another number of panels than it stores."""
+def alt_text(manifest: dict, state: dict) -> str:
+    """A state's alternative text: the panel's own description, then what this state plots."""
+    return " ".join(t for t in (manifest.get("alt"), state.get("alt")) if t) or "an interactive figure"
+
+
+def replace_panels(nb: nbformat.NotebookNode, states: Path, image_base: str,
+                   readings: dict[int, str] | None = None) -> int:
+    """Swap each panel's widget view for its kernel-free panel; return how many. `readings`:
+    {cell: the "What to see" text under it}, which starts each picture's alternative text when
+    the panel gave no `alt`. Raises if the notebook's run rendered another number of panels
+    than it stores."""
     places = panel_outputs(nb)
     folders = sorted(states.glob("panel-*")) if states.exists() else []
     if len(folders) != len(places):
@@ -85,6 +108,7 @@ def replace_panels(nb: nbformat.NotebookNode, states: Path, image_base: str) -> 
                          f"site rendered {len(folders)}; rebuild the stored outputs (make notebooks)")
     for k, ((i, j), folder) in enumerate(zip(places, folders)):
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest["alt"] = manifest.get("alt") or (readings or {}).get(i)
         nb.cells[i].outputs[j] = nbformat.v4.new_output(
             "display_data", data={"text/html": panel_html(manifest, f"{image_base}/{folder.name}", k)})
     return len(places)

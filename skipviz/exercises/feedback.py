@@ -49,10 +49,12 @@ class CheckResult:
         return ("✅ " if self.ok else "❌ ") + self.message
 
     def _repr_html_(self) -> str:
-        # Okabe-Ito bluish green and vermilion, with the mark: the colour is never the only cue.
+        # Black text (readable on any background: WCAG contrast), the verdict in the mark and in an
+        # Okabe-Ito bluish green or vermilion bar beside it: the colour is never the only cue.
         color = "#009E73" if self.ok else "#D55E00"
         mark = "✅" if self.ok else "❌"
-        return f'<div style="color:{color}">{mark} {html.escape(self.message)}</div>'
+        return (f'<div style="color:#000;background:#fff;border-left:4px solid {color};padding-left:6px">'
+                f'{mark} {html.escape(self.message)}</div>')
 
 
 def exercise_check(check: Callable) -> Callable:

@@ -1,6 +1,6 @@
-"""Sphinx configuration of the course site (`make site`, tools/site.py): MyST-NB pages from the
+"""Sphinx configuration of the course site (`make site`, tools/course_site.py): MyST-NB pages from the
 notebooks' stored outputs, sphinx-book-theme, and nothing fetched from the network — MathJax and
-every script come from this folder's _static (copied there by tools/site.py)."""
+every script come from this folder's _static (copied there by tools/course_site.py)."""
 
 import json
 from pathlib import Path
@@ -28,7 +28,7 @@ html_title = "skipviz — skip connections, measured"
 html_static_path = ["_static"]
 html_extra_path = ["_extra"]
 html_css_files = ["skipviz-site.css", "skipviz-panels.css"]
-html_js_files = ["skipviz-panels.js"]
+html_js_files = ["skipviz-panels.js", "skipviz-site.js"]
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None

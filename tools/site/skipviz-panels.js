@@ -29,6 +29,7 @@
       manifest.states.forEach(function (s) { if (!found && same(s.values, current)) { found = s; } });
       if (found) {
         img.src = base + found.image;
+        img.alt = [manifest.alt, found.alt].filter(Boolean).join(" ") || "an interactive figure";
         panel.classList.remove("skipviz-unavailable");
         img.removeAttribute("aria-hidden");
         status.textContent = "State " + (manifest.states.indexOf(found) + 1) + " of " +
@@ -93,6 +94,18 @@
           return b;
         });
         wrap.append(group);
+        Object.keys(c.presets || {}).forEach(function (name) {
+          var preset = make("button", { type: "button", "class": "skipviz-preset" }, name);
+          preset.addEventListener("click", function () {
+            masks[k] = c.presets[name].slice();
+            buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", String(masks[k][i])); });
+            var at = -1;
+            c.values.forEach(function (m, v) { if (at < 0 && same(m, masks[k])) { at = v; } });
+            current[k] = at;
+            show();
+          });
+          wrap.append(preset);
+        });
         inputs.push(function () {
           masks[k] = c.values[opening[k]].slice();
           buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", String(masks[k][i])); });

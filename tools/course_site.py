@@ -1,6 +1,6 @@
 """The course site: `make site` writes build/site/, a static website of every notebook.
 
-    python tools/site.py [--out build/site]
+    python tools/course_site.py [--out build/site]
 
 Pages come from the notebooks' stored FULL outputs (Sphinx + MyST-NB + sphinx-book-theme; nothing
 is fetched from the network, so it builds offline). Every page has "Run it" links (Binder, the
@@ -77,7 +77,7 @@ def readme_sections(headings: list[str]) -> str:
     found = {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
     missing = [h for h in headings if h not in found]
     if missing:
-        raise SystemExit(f"README.md has no section {missing}: update tools/site.py README_PAGES")
+        raise SystemExit(f"README.md has no section {missing}: update tools/course_site.py README_PAGES")
     body = "\n".join(found[h].rstrip() + "\n" for h in headings)
     # Links into the repository become links to its pages or to GitHub.
     body = re.sub(r"\]\(notebooks/(\d\d_\w+)\.ipynb\)", r"](\1.ipynb)", body)
@@ -110,9 +110,47 @@ def page(path: Path, s: dict[str, str], states: Path, image_base: str) -> nbform
     nb = nbformat.read(path, as_version=4)
     title_cell = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown")
     nb.cells.insert(title_cell + 1, run_it_cell(path, s))
-    static_panels.replace_panels(nb, states / path.stem, image_base=f"{image_base}/{path.stem}")
+    readings = {i: reading_after(nb, i) for i in range(len(nb.cells))}
+    static_panels.replace_panels(nb, states / path.stem, image_base=f"{image_base}/{path.stem}",
+                                 readings=readings)
     nb.metadata.pop("widgets", None)
+    for cell, alt in figure_alts(nb).items():
+        nb.cells[cell].metadata.setdefault("mystnb", {})["image"] = {"alt": alt}
     return nb
+
+
+def figure_alts(nb: nbformat.NotebookNode) -> dict[int, str]:
+    """{cell: alternative text} for every code cell that shows a figure: what it plots (the
+    description `skipviz.plots` stored with the image) and the reading under it ("What to
+    see ..."), as plain text."""
+    alts = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        plotted = [o.get("metadata", {}).get("image/png", {}).get("alt", "") for o in cell.get("outputs", [])
+                   if "image/png" in o.get("data", {})]
+        if not plotted:
+            continue
+        alts[i] = " ".join(t for t in (*plotted, reading_after(nb, i)) if t) or "A figure of this notebook."
+    return alts
+
+
+def reading_after(nb: nbformat.NotebookNode, i: int) -> str:
+    """The "What to see" reading between cell i and the next code cell, as plain text, or ''."""
+    for later in nb.cells[i + 1:]:
+        if later.cell_type == "code":
+            return ""
+        if later.source.lstrip().startswith("**What to see"):
+            return plain(later.source)
+    return ""
+
+
+def plain(markdown: str) -> str:
+    """Markdown as one line of plain text for an alt attribute (emphasis, code and math marks off)."""
+    text = re.sub(r"\$+([^$]*)\$+", r"\1", markdown)
+    text = re.sub(r"[*_`]", "", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return " ".join(text.split())
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -123,18 +161,17 @@ def copy_tree(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def downloads(extra: Path) -> None:
-    """The notebooks, the student copies and the slide decks, under the site's root."""
+def downloads(extra: Path, states: Path) -> None:
+    """The notebooks, their student copies (`make student`) and slide decks (`make slides`, with
+    the same kernel-free panels), made afresh and put under the site's root."""
     for path in notebooks():
         copy_tree(path, extra / "downloads" / "notebooks" / path.name)
     student = BUILD / "student"
-    if not all((student / p.name).exists() for p in notebooks()):
-        subprocess.run([sys.executable, str(ROOT / "tools" / "student.py"), "--out", str(student)], check=True)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "student.py"), "--out", str(student)], check=True)
     for path in notebooks():
         copy_tree(student / path.name, extra / "downloads" / "student" / path.name)
     decks = BUILD / "slides"
-    if not all((decks / f"{p.stem}.slides.html").exists() for p in notebooks()):
-        subprocess.run([sys.executable, str(ROOT / "tools" / "slides.py"), "--out", str(decks)], check=True)
+    assert slides.main(["--out", str(decks), "--states", str(states)]) == 0
     copy_tree(decks, extra / "slides")
 
 
@@ -148,17 +185,16 @@ def build(out: Path, reuse_states: bool = False) -> float:
     (src / "_static").mkdir(parents=True)
     shutil.copy2(TEMPLATE / "conf.py", src / "conf.py")
     (src / "site.json").write_text(json.dumps(s), encoding="utf-8")
-    for asset in TEMPLATE.glob("*.css"):
+    for asset in [*TEMPLATE.glob("*.css"), TEMPLATE / "skipviz-site.js"]:
         shutil.copy2(asset, src / "_static" / asset.name)
     static_panels.copy_assets(src / "_static")
     slides.install_assets(BUILD / "slides")  # npm ci when needed: MathJax comes from there
     for part in MATHJAX:
         copy_tree(slides.MODULES / "mathjax" / part, src / "_static" / "mathjax" / part)
-    downloads(src / "_extra")
-
     states = BUILD / "site-states"
     if not reuse_states or not states.exists():
-        static_panels.render_all(notebooks(), states)
+        static_panels.ensure_states(notebooks(), states)
+    downloads(src / "_extra", states)
     copy_tree(states, src / "_static" / "states")
     for path in notebooks():
         nbformat.write(page(path, s, states, "_static/states"), src / path.name)
