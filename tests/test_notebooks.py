@@ -136,3 +136,18 @@ def test_figures_use_the_one_palette(path):
         assert name in ("k", "black", "white", "w", "grey", "gray"), f"colour name {name!r}"
     for cmap in re.findall(r"cmap=[\"'](\w+)[\"']", code):
         assert cmap in ("viridis", "cividis"), f"colour map {cmap!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_stored_check_of_a_model_answer_passed(path):
+    """The reference notebook stores the FULL run of its own solutions: every exercise check in it
+    says ✅ (06's stopping rule once stored ❌ NameError, its solution missing `import math`).
+    A cell tagged feedback-demo shows a wrong answer on purpose."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "exercises.check_" not in cell.source:
+            continue
+        if "feedback-demo" in cell.metadata.get("tags", []):
+            continue
+        text = " ".join(o.get("data", {}).get("text/plain", "") or o.get("text", "") for o in cell.outputs)
+        assert text.startswith("✅"), f"cell {i}: {text[:120]}"
