@@ -103,6 +103,8 @@ def declared_states(controls: dict[str, widgets.Widget], states: Any) -> list[di
                 raise SkipvizValueError(f"states[{i}] names no control {sorted(unknown)}; the controls are "
                                         f"{sorted(options)}")
             for name, v in state.items():
+                if _is_mask_for(controls[name], v):
+                    continue  # a SkipToggles takes any mask of its length, not only its presets
                 if _plain(v) not in options[name]:
                     raise SkipvizValueError(f"states[{i}]: {name}={show(v)} is not a value the kernel-free "
                                             f"control offers ({options[name][:12]})")
@@ -132,7 +134,7 @@ def write(panel: Any, states: list[dict[str, Any]], render) -> Path:
     out = folder() / f"panel-{_MADE['count']:02d}"
     _MADE["count"] += 1
     out.mkdir(parents=True, exist_ok=True)
-    controls = [_describe(name, c) for name, c in panel.controls.items()]
+    controls = [_describe(name, c, [s[name] for s in states]) for name, c in panel.controls.items()]
     records = []
     for i, state in enumerate(states):
         image = f"state-{i:03d}.png"
@@ -146,9 +148,18 @@ def write(panel: Any, states: list[dict[str, Any]], render) -> Path:
     return out
 
 
-def _describe(name: str, control: widgets.Widget) -> dict[str, Any]:
-    """What the page's script needs to draw a control that looks like the notebook's."""
+def _is_mask_for(control: widgets.Widget, value: Any) -> bool:
+    """Whether `value` is a list of truth values, one per switch of a SkipToggles `control`."""
+    return (hasattr(control, "buttons") and isinstance(value, (list, tuple))
+            and len(value) == len(control.buttons) and all(isinstance(v, (bool, np.bool_)) for v in value))
+
+
+def _describe(name: str, control: widgets.Widget, used: list[Any]) -> dict[str, Any]:
+    """What the page's script needs to draw a control that looks like the notebook's; `used` are
+    the values the declared states give it (a SkipToggles' masks may go beyond its presets)."""
     values = control_values(control)
+    if hasattr(control, "buttons"):
+        values += [v for v in map(_plain, used) if v not in values]
     if isinstance(control, widgets.Checkbox):
         kind = "checkbox"
     elif hasattr(control, "buttons"):

@@ -133,3 +133,21 @@ def test_the_repository_address_is_one_setting():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     badges = re.findall(r"https://mybinder\.org/v2/gh/[^)\s]+", readme)
     assert badges and all(b.startswith(s["binder"]) for b in badges), (badges, s["binder"])
+
+
+def test_a_toggle_grid_takes_any_mask_the_text_discusses(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIPVIZ_PANEL_STATES", str(tmp_path))
+    monkeypatch.setitem(panel_states._MADE, "count", 0)
+    net = models.ResidualMLP(2, 3, width=4, depth=6)
+    toggles = widgets.SkipToggles(net)
+
+    def draw_skips(fig, skips):
+        fig.add_subplot().bar(range(len(skips)), skips)
+
+    mask = [True, False, True, False, True, True]  # not a preset, not one switch flipped
+    panel = widgets.FigurePanel(draw_skips, {"skips": toggles}, states=["one at a time", {"skips": mask}])
+    assert {"skips": mask} in panel.states
+    manifest = json.loads((tmp_path / "panel-00" / "manifest.json").read_text())
+    assert mask in manifest["controls"][0]["values"]
+    with pytest.raises(SkipvizValueError, match="not a value"):
+        widgets.FigurePanel(draw_skips, {"skips": toggles}, states=[{"skips": [True, False]}])
