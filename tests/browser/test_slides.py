@@ -77,6 +77,19 @@ def test_static_slides_work_offline(decks, browser, path):
     assert "def " not in page.evaluate("() => Reveal.getCurrentSlide().innerText"), "plotting code is hidden"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{path.stem}-first-figure.png"))
+    # The widget panel is kernel-free: on its slide, a control switches its picture, Reset restores it.
+    panel = page.evaluate("""() => Reveal.getSlides().findIndex(s => s.querySelector('.skipviz-static-panel'))""")
+    assert panel >= 0, "the panel is on a slide"
+    page.evaluate(f"() => {{ const i = Reveal.getIndices(Reveal.getSlides()[{panel}]); Reveal.slide(i.h, i.v); }}")
+    page.wait_for_timeout(500)
+    image = "() => Reveal.getCurrentSlide().querySelector('.skipviz-static-panel img').getAttribute('src')"
+    first = page.evaluate(image)
+    page.evaluate("""() => { const p = Reveal.getCurrentSlide().querySelector('.skipviz-static-panel');
+        const c = p.querySelector('select, .skipviz-toggles button, input[type=checkbox]');
+        if (c.tagName === 'SELECT') { c.selectedIndex = 1; c.dispatchEvent(new Event('change')); } else { c.click(); } }""")
+    assert page.evaluate(image) != first, "a control switches the panel's picture"
+    page.evaluate("() => Reveal.getCurrentSlide().querySelector('.skipviz-reset').click()")
+    assert page.evaluate(image) == first
     assert not blocked, f"the slides asked the network for {blocked}"
     assert not errors, errors
     page.close()
