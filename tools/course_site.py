@@ -195,9 +195,9 @@ def build(out: Path, reuse_states: bool = False) -> float:
     if not reuse_states or not states.exists():
         static_panels.ensure_states(notebooks(), states)
     downloads(src / "_extra", states)
-    copy_tree(states, src / "_static" / "states")
+    # The pages show the panels' pictures from the slide decks' copy: one copy in the site.
     for path in notebooks():
-        nbformat.write(page(path, s, states, "_static/states"), src / path.name)
+        nbformat.write(page(path, s, states, "slides/states"), src / path.name)
 
     index = (TEMPLATE / "index.md").read_text(encoding="utf-8")
     listing = "\n".join(f"{i}. [{title(p)}]({p.name})" for i, p in enumerate(notebooks(), 1))
@@ -207,7 +207,10 @@ def build(out: Path, reuse_states: bool = False) -> float:
     (src / "index.md").write_text(index, encoding="utf-8")
     for name, heading, sections in README_PAGES:
         (src / f"{name}.md").write_text(f"# {heading}\n\n" + readme_sections(sections), encoding="utf-8")
-    shutil.copy2(TEMPLATE / "publishing.md", src / "publishing.md")
+    publishing = (TEMPLATE / "publishing.md").read_text(encoding="utf-8")
+    for key, value in s.items():
+        publishing = publishing.replace("{" + key + "}", value)
+    (src / "publishing.md").write_text(publishing, encoding="utf-8")
 
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "2", str(src), str(out)],

@@ -6,8 +6,7 @@ Writes build/slides/NN_name.slides.html with `jupyter nbconvert --to slides`'s e
 `slideshow.slide_type` metadata makes the slides, fragments and speaker notes; code tagged
 `hide-input` (the plotting code) is hidden. Each widget panel becomes a kernel-free panel whose
 controls switch between its pre-rendered states (tools/static_panels.py; the notebooks are run
-once to render them when the states in build/site-states are older than the notebooks). reveal.js, require.js, jQuery, MathJax 2 and the
-Jupyter widgets renderer come from the npm packages pinned in tools/slides/package.json
+once to render them when the states in build/site-states are older than the notebooks). reveal.js, require.js, jQuery and MathJax 2 come from the npm packages pinned in tools/slides/package.json
 (`npm ci` into tools/slides/node_modules) and are copied to build/slides/lib/, so the folder works
 with no network: open an .html file, or put the whole folder on a course page.
 """
@@ -36,7 +35,6 @@ ASSETS = {
     "lib/reveal.js/plugin/notes": "reveal.js/plugin/notes",
     "lib/jquery.min.js": "jquery/dist/jquery.min.js",
     "lib/require.js": "requirejs/require.js",
-    "lib/html-manager": "@jupyter-widgets/html-manager/dist",
     "lib/mathjax/MathJax.js": "mathjax/MathJax.js",
     "lib/mathjax/config": "mathjax/config",
     "lib/mathjax/extensions": "mathjax/extensions",
@@ -76,7 +74,6 @@ def exporter() -> SlidesExporter:
     c.SlidesExporter.require_js_url = "lib/require.js"
     c.SlidesExporter.jquery_url = "lib/jquery.min.js"
     c.SlidesExporter.mathjax_url = "lib/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
-    c.SlidesExporter.widget_renderer_url = "lib/html-manager/embed-amd.js"
     c.SlidesExporter.extra_template_basedirs = [str(NPM / "template")]
     c.SlidesExporter.template_name = "skipviz"
     c.TagRemovePreprocessor.remove_input_tags = {"hide-input"}
@@ -105,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         nb = nbformat.read(path, as_version=4)
         # Kernel-free panels in place of the widgets: pictures switched by lib/skipviz-panels.js.
         static_panels.replace_panels(nb, args.states / path.stem, image_base=f"states/{path.stem}")
+        nb.metadata.pop("widgets", None)  # no widget view is left for a renderer to draw
         body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
         body = body.replace("</body>", '<link rel="stylesheet" href="lib/skipviz-panels.css">\n'
                                        '<script src="lib/skipviz-panels.js"></script>\n</body>', 1)
