@@ -217,6 +217,7 @@ def bench_site() -> None:
         print(f"\n{'make site: skipped (pip install -e .[site])':56s}")
         return
     out = ROOT / "build" / "site"
+    (ROOT / "build" / "site-states" / "rendered.json").unlink(missing_ok=True)  # render them afresh
     for label in ("make site (states rendered, warm cache)", "make site again (states current)"):
         start = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "tools" / "course_site.py"), "--out", str(out)],
