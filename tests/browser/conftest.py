@@ -1,5 +1,6 @@
 """Shared by the browser tests: `import lab` works, and the fixtures `server` (a JupyterLab
-started by `make lab`), `browser` (Debian's chromium, headless) and `page` (a fresh tab)."""
+started by `make lab`), `browser` (Debian's chromium, headless), `file_browser` (the same, reading local files) and
+`page` (a fresh tab)."""
 
 import sys
 from pathlib import Path
@@ -27,6 +28,20 @@ def browser():
 
     with sync_playwright() as p:
         b = launch_browser(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def file_browser():
+    """`browser` allowed to read local files from a file:// page (the static slides and site)."""
+    from lab import launch_browser
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_browser(p, ("--allow-file-access-from-files",))
         try:
             yield b
         finally:

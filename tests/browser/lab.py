@@ -117,12 +117,33 @@ class LabServer:
                     pass
 
 
-def launch_browser(playwright):
+def launch_browser(playwright, extra_args: tuple[str, ...] = ()):
     """Debian's chromium, headless; never a browser downloaded by playwright."""
     executable = shutil.which("chromium")
     if executable is None:
         raise RuntimeError("chromium is not installed: run `make browser` (Debian package 'chromium')")
-    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS + list(extra_args),
+                                      headless=True)
+
+
+def open_offline(browser, url: str, width: int = 1280, height: int = 800):
+    """A new tab at `url` (a file:// page) with every non-local request blocked; returns (page,
+    the blocked URLs, the console errors and uncaught exceptions), both lists filled as it runs."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    blocked, errors = [], []
+
+    def only_local(route):
+        if route.request.url.startswith(("file://", "data:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    return page, blocked, errors
 
 
 @dataclass

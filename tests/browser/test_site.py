@@ -7,12 +7,11 @@ Screenshots of each notebook's first panel: build/browser/site/."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from lab import BUILD, CHROMIUM_ARGS, ROOT, require_chromium
+from lab import BUILD, ROOT, open_offline, require_chromium
 
 require_chromium(pytest)
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -27,54 +26,25 @@ AXE = slides.MODULES / "axe-core" / "axe.min.js"
 
 
 @pytest.fixture(scope="module")
-def site(monkeypatch_module):
-    monkeypatch_module.setenv("SKIPVIZ_FAST", "1")
-    course_site.build(OUT)
-    return OUT
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
+def site():
     with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                              args=CHROMIUM_ARGS + ["--allow-file-access-from-files"])
-        try:
-            yield b
-        finally:
-            b.close()
+        mp.setenv("SKIPVIZ_FAST", "1")
+        course_site.build(OUT)
+    return OUT
 
 
 PAGES = ["index", *(p.stem for p in course_site.notebooks()), "teaching", "package", "publishing"]
 
 
 def open_page(browser, path: Path):
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    blocked, errors = [], []
-
-    def only_local(route):
-        if route.request.url.startswith(("file://", "data:")):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(path.as_uri())
+    page, blocked, errors = open_offline(browser, path.as_uri(), 1200, 900)
     page.wait_for_load_state("load")
     return page, blocked, errors
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_every_page_works_offline_and_is_accessible(site, browser, name):
-    page, blocked, errors = open_page(browser, site / f"{name}.html")
+def test_every_page_works_offline_and_is_accessible(site, file_browser, name):
+    page, blocked, errors = open_page(file_browser, site / f"{name}.html")
     if page.evaluate("() => document.querySelectorAll('.math').length"):
         page.wait_for_function("() => document.querySelectorAll('.MathJax_CHTML, .mjx-chtml').length > 0",
                                timeout=30_000)
@@ -99,8 +69,8 @@ def current_image(page, panel):
 
 
 @pytest.mark.parametrize("name", [p.stem for p in course_site.notebooks()])
-def test_every_kernel_free_panel_switches_by_mouse_and_keyboard(site, browser, name):
-    page, _, errors = open_page(browser, site / f"{name}.html")
+def test_every_kernel_free_panel_switches_by_mouse_and_keyboard(site, file_browser, name):
+    page, _, errors = open_page(file_browser, site / f"{name}.html")
     panels = page.query_selector_all(".skipviz-static-panel")
     assert panels, "the notebook's panel is on its page"
     for k, panel in enumerate(panels):

@@ -6,12 +6,11 @@ Screenshots of each deck's first figure slide: build/browser/slides/."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import nbformat
 import pytest
-from lab import BUILD, CHROMIUM_ARGS, ROOT, require_chromium
+from lab import BUILD, ROOT, open_offline, require_chromium
 
 require_chromium(pytest)
 
@@ -30,38 +29,13 @@ def decks():
     return OUT
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                              args=CHROMIUM_ARGS + ["--allow-file-access-from-files"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_static_slides_work_offline(decks, browser, path):
+def test_static_slides_work_offline(decks, file_browser, path):
     nb = nbformat.read(path, as_version=4)
     kinds = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
     expected = sum(k in ("slide", "subslide") for k in kinds)
     readings = sum(k == "notes" and c.source.startswith("**What to see") for c, k in zip(nb.cells, kinds))
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    blocked, errors = [], []
-
-    def only_local(route):
-        url = route.request.url
-        if url.startswith(("file://", "data:")):
-            route.continue_()
-        else:
-            blocked.append(url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto((decks / f"{path.stem}.slides.html").as_uri())
+    page, blocked, errors = open_offline(file_browser, (decks / f"{path.stem}.slides.html").as_uri())
     page.wait_for_selector(".reveal.ready", state="attached", timeout=30_000)
     page.evaluate("() => new Promise(done => require(['lib/reveal.js/dist/reveal.js'], R => { window.Reveal = R; done(); }))")
     assert page.evaluate("() => Reveal.getTotalSlides()") == expected
