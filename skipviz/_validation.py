@@ -125,6 +125,20 @@ def check_index(name: str, value: Any, low: int, high: int) -> int:
     return int(number)
 
 
+def float_array(values: Any) -> np.ndarray | None:
+    """values (a tensor, numpy array, number or nested list of numbers) as a float64 numpy array
+    of its own shape, or None when it holds something else (text, None, a meta tensor). Callers
+    check the shape and finiteness they need and name the argument."""
+    if isinstance(values, torch.Tensor):
+        if values.device.type == "meta":
+            return None
+        values = values.detach().cpu()
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def check_model(name: str, model: Any) -> torch.dtype | None:
     """Raise unless `model` is a torch module whose weights are on the CPU and share one dtype;
     return that dtype (None for a module without parameters)."""

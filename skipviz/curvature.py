@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -22,7 +21,7 @@ from torch.func import functional_call
 from . import batched, graph, hvp
 from ._results import cached, check_float64
 from ._results import progress as progress_bar
-from ._validation import check_choice, check_int, check_positive, check_seed, show
+from ._validation import check_choice, check_int, check_positive, check_seed, float_array, show
 from .data import SPLITS, Dataset
 from .directions import Flat, check_direction, grid
 from .errors import SkipvizTypeError, SkipvizValueError
@@ -456,12 +455,8 @@ def nonconvex_fraction(lambda_max: torch.Tensor, lambda_min: torch.Tensor,
 
 def _map(name: str, values: object) -> torch.Tensor:
     """values (a tensor, array or nested list of numbers) as a finite float64 tensor."""
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu() if values.device.type != "meta" else None
-    try:
-        t = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    except (TypeError, ValueError, RuntimeError):
-        t = None
+    array = float_array(values)
+    t = None if array is None else torch.as_tensor(array)
     if t is None or not torch.isfinite(t).all():
         raise SkipvizValueError(f"{name} must be a map of finite numbers (a tensor, array or nested list); "
                                 f"got {show(values)}")

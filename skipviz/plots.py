@@ -9,12 +9,11 @@ from collections.abc import Mapping, Sequence
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._validation import check_bool, check_choice, check_int, check_positive, show
+from ._validation import check_bool, check_choice, check_int, check_positive, float_array, show
 from .errors import SkipvizTypeError, SkipvizValueError
 
 __all__ = ["COLORS", "OKABE_ITO", "STYLE", "figure_png", "layer_curve", "log_ticks", "loss_curves",
@@ -237,12 +236,7 @@ def _check_axes(ax: object) -> None:
 
 def _numbers(name: str, values: object) -> np.ndarray:
     """values as a 1-D float array of at least one finite-or-nan number; a (L, 1) column too."""
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy() if values.device.type != "meta" else None
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        array = None
+    array = float_array(values)
     if array is not None and array.ndim == 2 and 1 in array.shape:
         array = array.reshape(-1)
     if array is None or array.ndim != 1 or len(array) == 0 or np.isinf(array).any():

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_bool, check_choice, check_int, show
+from ._validation import check_bool, check_choice, check_int, float_array, show
 from .errors import SkipvizValueError
 from .models import ACTIVATIONS, INITS
 from .training import check_input_fits, loss_for_targets
@@ -123,12 +122,11 @@ def per_layer_factor(values: torch.Tensor, skip_ends: int = 2) -> float:
     returns exp(-b): 0.5 means each step back toward the input halves the value, 1.0 means flat.
     """
     skip_ends = check_int("skip_ends", skip_ends, minimum=0)
-    try:
-        v = torch.as_tensor(np.asarray(values.detach() if isinstance(values, torch.Tensor) else values,
-                                       dtype=np.float64))
-    except (TypeError, ValueError, RuntimeError):
+    array = float_array(values)
+    if array is None:
         raise SkipvizValueError(f"values must be one number per layer (a 1-D tensor, array or list); "
-                                f"got {show(values)}") from None
+                                f"got {show(values)}")
+    v = torch.as_tensor(array)
     if v.dim() == 2 and 1 in v.shape:
         v = v.reshape(-1)  # (L, 1) or (1, L): one value per layer all the same
     if v.dim() != 1:

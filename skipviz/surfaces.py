@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -28,7 +27,7 @@ from torch.func import functional_call, vmap
 from . import batched, graph
 from ._results import cached, check_float64
 from ._results import progress as progress_bar
-from ._validation import check_choice, check_int, show
+from ._validation import check_choice, check_int, float_array, show
 from .data import SPLITS, Dataset
 from .directions import MAX_STEPS, Flat, check_direction, grid
 from .errors import SkipvizValueError
@@ -222,11 +221,8 @@ def surface_1d(model: nn.Module, dataset: Dataset, direction: Sequence[torch.Ten
     if alphas is None:
         coords = grid(steps, span)
     else:
-        try:
-            coords = torch.as_tensor(np.asarray(alphas.detach() if isinstance(alphas, torch.Tensor)
-                                                else alphas, dtype=np.float64)).reshape(-1)
-        except (TypeError, ValueError, RuntimeError):
-            coords = torch.zeros(0)
+        array = float_array(alphas)
+        coords = torch.zeros(0) if array is None else torch.as_tensor(array).reshape(-1)
         if not 2 <= len(coords) <= MAX_STEPS or not torch.isfinite(coords).all():
             raise SkipvizValueError(f"alphas must be a list of 2 to {MAX_STEPS} finite numbers; got {show(alphas)}")
 
