@@ -15,7 +15,7 @@ import traitlets
 from matplotlib.figure import Figure
 
 from . import panel_states
-from ._validation import check_bool, check_int, show
+from ._validation import _is_number, _scalar, check_bool, check_int, show
 from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
 from .plots import STYLE, figure_png, use_style
 
@@ -49,7 +49,7 @@ def make_control(name: str, spec: Any) -> widgets.Widget:
                                     f"(label, value) pairs; got {show(spec)}")
         return widgets.Dropdown(options=spec, value=spec[0][1] if pairs else spec[0], description=name)
     if isinstance(spec, tuple) and len(spec) in (3, 4) and all(_is_number(v) for v in spec):
-        spec = tuple(v.item() if isinstance(v, np.generic) else v for v in spec)
+        spec = tuple(np.asarray(_scalar(v)).item() for v in spec)  # numpy and 0-d tensors as Python numbers
         lo, hi, step = spec[:3]
         value = spec[3] if len(spec) == 4 else lo
         if not all(math.isfinite(v) for v in spec):
@@ -64,10 +64,6 @@ def make_control(name: str, spec: Any) -> widgets.Widget:
         return cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False)
     raise SkipvizValueError(f"spec: control {name!r} must be a widget, a non-empty list of options, a bool, "
                             f"or a (min, max, step[, value]) tuple of numbers; got {show(spec)}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _frozen(value: Any) -> Any:
@@ -114,9 +110,9 @@ class FigurePanel(widgets.VBox):
         if not isinstance(controls, Mapping):
             raise SkipvizValueError(f"controls must be a dict {{name: spec}} (see make_control); got {show(controls)}")
         if not (isinstance(figsize, (tuple, list)) and len(figsize) == 2
-                and all(_is_number(v) and 0 < v <= 50 for v in figsize)):
+                and all(_is_number(v) and 0 < _scalar(v) <= 50 for v in figsize)):
             raise SkipvizValueError(f"figsize must be (width, height) in inches, each in (0, 50]; got {show(figsize)}")
-        figsize = (float(figsize[0]), float(figsize[1]))
+        figsize = (float(_scalar(figsize[0])), float(_scalar(figsize[1])))
         columns = check_int("columns", columns, maximum=50)
         if figure_layout is not None and not (isinstance(figure_layout, str) and figure_layout in (
                 "constrained", "tight", "compressed")):
