@@ -44,7 +44,7 @@ def cache_key(model: nn.Module, dataset: Dataset, settings: dict) -> str:
              f"{model!r}|{sorted(settings.items())}".encode())
     h.update(str(list(getattr(model, "skips", []))).encode())
     h.update(code_fingerprint(model).encode())
-    h.update(behaviour_fingerprint(model, dataset).encode())
+    h.update(_behaviour(model, dataset).encode())
     h.update(str([(n, p.requires_grad) for n, p in model.named_parameters()]).encode())
     h.update(dataset.fingerprint().encode())
     for name, t in model.state_dict().items():
@@ -66,9 +66,15 @@ def behaviour_fingerprint(model: nn.Module, dataset: Dataset) -> str:
     Run in eval mode with the global RNG forked and seeded (dropout and the like give the same
     draw every time); the model, its .grad fields and the caller's random state are untouched.
     """
-    from .training import check_fits, eval_mode, loss_for_targets  # training imports this module
+    from .training import check_fits  # training imports this module
 
     check_fits(model, dataset)
+    return _behaviour(model, dataset)
+
+
+def _behaviour(model: nn.Module, dataset: Dataset) -> str:
+    """`behaviour_fingerprint` of arguments already checked (cache_key checks them first)."""
+    from .training import eval_mode, loss_for_targets
 
     x, y = dataset.x_train[:PROBE_EXAMPLES], dataset.y_train[:PROBE_EXAMPLES]
     params = [p for p in model.parameters() if p.requires_grad]
