@@ -14,12 +14,13 @@ LAB_STAMP  := $(VENV)/.skipviz-lab
 TEST_STAMP := $(VENV)/.skipviz-test
 STUDENT_STAMP := $(VENV)/.skipviz-student
 SITE_STAMP := $(VENV)/.skipviz-site
+HUB_STAMP  := $(VENV)/.skipviz-hub
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Other numerics than the machine's best: the portable pass of nbval (see `test-portable`).
 PORTABLE   := ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL      := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-.PHONY: setup setup-test lab test test-portable test-all test-student student slides site claims browser notebooks lint bench fuzz lock clean
+.PHONY: setup setup-test lab test test-portable test-all test-student student grade formgrader grades-csv homework hub-link handout hub-demo slides site claims browser notebooks lint bench fuzz lock clean
 
 setup: $(LAB_STAMP)
 setup-test: $(TEST_STAMP)
@@ -53,6 +54,11 @@ $(STUDENT_STAMP): $(TEST_STAMP)
 # Sphinx, MyST-NB and sphinx-book-theme for `make site`, on top of nbgrader (the student copies).
 $(SITE_STAMP): $(STUDENT_STAMP)
 	$(INSTALL) -e ".[lab,test,cluster,student,site]"
+	@touch $@
+
+# JupyterHub and nbgitpuller for `make hub-demo` and the hub test, on top of the site's packages.
+$(HUB_STAMP): $(SITE_STAMP)
+	$(INSTALL) -e ".[lab,test,cluster,student,site,hub]"
 	@touch $@
 
 lab: setup
@@ -94,14 +100,53 @@ test-all: test $(SITE_STAMP)
 	$(PY) tools/claims.py --fast --seeds 1
 	$(MAKE) test-student
 
-# The student copies (build/student/): solutions removed by nbgrader, outputs cleared.
+# The student copies (build/student/): nbgrader's generate_assignment releases them from the course
+# folder build/course (solutions and hidden tests removed, outputs cleared); `make grade` grades
+# against the same release.
 student: $(STUDENT_STAMP)
 	$(PY) tools/student.py
 
-# The student copies are made twice (byte-identical), hold no solution line, and run in FAST mode.
+# The student copies are made twice (byte-identical), hold no solution line, and run in FAST mode;
+# a simulated class is graded by `make grade` (tests/student/test_grading.py).
 test-student: $(STUDENT_STAMP)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/student
 	$(PY) tools/student.py --execute
+
+# Grade a class's homework: SUBMISSIONS is a folder with one subfolder per student, or an LMS zip.
+# nbgrader autogrades every notebook handed in (FAST mode; a cell may run GRADE_TIMEOUT seconds),
+# then writes the feedback: build/grades/grades.csv, exercises.csv, feedback/<student>/ (tools/grade.py).
+GRADE_TIMEOUT ?= 300
+GRADES        ?= build/grades
+grade: $(STUDENT_STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-or-zip [GRADE_TIMEOUT=300] [GRADES=build/grades]" >&2; exit 1; }
+	$(PY) tools/grade.py "$(SUBMISSIONS)" --timeout $(GRADE_TIMEOUT) --out "$(GRADES)"
+
+# The students' nbgitpuller link: make hub-link REPO=https://github.com/you/homework HUB=https://hub.example.edu
+hub-link:
+	@test -n "$(REPO)" -a -n "$(HUB)" || { echo "usage: make hub-link REPO=git-repository-of-the-student-copies HUB=https://your.hub" >&2; exit 1; }
+	@$(PYTHON) tools/hub.py link "$(REPO)" "$(HUB)"
+
+# Commit the student copies into a git repository for the hand-out: make handout HANDOUT=path/to/repo.git
+handout: $(STUDENT_STAMP)
+	@test -n "$(HANDOUT)" || { echo "usage: make handout HANDOUT=path/to/bare-repository.git" >&2; exit 1; }
+	$(PY) tools/hub.py handout "$(HANDOUT)"
+
+# A JupyterHub on this machine (any user name, password skipviz) handing out the student copies
+# from build/hub/homework (a bare git repository) with nbgitpuller: try the students' side of the loop.
+hub-demo: $(HUB_STAMP)
+	$(PY) tools/hub.py demo
+
+# nbgrader's formgrader (JupyterLab in the course folder build/course, menu Nbgrader): grade the
+# answers in words by hand after `make grade`; then `make grades-csv` writes grades.csv with them.
+formgrader: $(STUDENT_STAMP)
+	cd build/course && $(abspath $(VENV))/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
+
+grades-csv: $(STUDENT_STAMP)
+	$(PY) tools/grade.py --export --out "$(GRADES)"
+
+# nbgrader's metadata in the notebooks, written from the points table tools/homework.toml.
+homework: $(STUDENT_STAMP)
+	$(PY) tools/homework.py metadata
 
 # Every notebook in FULL mode for seeds 0-5: the claims that held, their margins over the seeds (slow: ~1 h cold).
 claims: setup-test
@@ -136,7 +181,7 @@ lock:
 	rm -rf build/lock-venv
 	$(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/python -m pip install --quiet $(TORCH_SPEC)
-	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,cluster,student,bench]"
+	build/lock-venv/bin/python -m pip install --quiet -e ".[lab,test,cluster,student,site,hub,bench]"
 	build/lock-venv/bin/python tools/lock.py write build/lock-venv > constraints.txt
 	rm -rf build/lock-venv
 

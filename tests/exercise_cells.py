@@ -28,7 +28,8 @@ def check_cells(nb: nbformat.NotebookNode) -> list[tuple[nbformat.NotebookNode, 
 
 def run_exercise(solution: nbformat.NotebookNode, check: nbformat.NotebookNode) -> exercises.CheckResult:
     """Execute the solution cell (a stub's NotImplementedError is what a student sees too), then
-    the check cell, and return the check's result."""
+    the check cell, and return the check's result (the CheckResult a graded cell's `.assert_ok()`
+    asserts)."""
     namespace = {"math": math, "torch": torch, "nn": nn, "relu": torch.relu, "exercises": exercises,
                  "models": models, "paths": paths, "probes": probes, "landscape": landscape}
     try:
@@ -39,7 +40,7 @@ def run_exercise(solution: nbformat.NotebookNode, check: nbformat.NotebookNode) 
     if solution is not check:
         body, last = source.rsplit("\n", 1) if "\n" in source.strip() else ("", source)
         exec(compile(body, "<check>", "exec"), namespace)
-        return eval(compile(last.strip(), "<check>", "eval"), namespace)
+        return eval(compile(last.strip().removesuffix(".assert_ok()"), "<check>", "eval"), namespace)
     body, last = source.rstrip().rsplit("\n", 1)
     exec(compile(body, "<check>", "exec"), namespace)
-    return eval(compile(last.strip(), "<check>", "eval"), namespace)
+    return eval(compile(last.strip().removesuffix(".assert_ok()"), "<check>", "eval"), namespace)

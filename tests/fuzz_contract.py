@@ -114,12 +114,15 @@ ANSWER_CHECKS = {f"exercises.{n}": p for n, p in [
 
 
 def public_callables() -> dict[str, Callable]:
-    """{'module.name': callable} for every callable in a public module's __all__."""
+    """{'module.name': callable} for every callable in a public module's __all__ (exception
+    classes are raised, not called)."""
     found = {}
     for m in MODULES:
         mod = importlib.import_module(f"skipviz.{m}")
         for name in mod.__all__:
             value = getattr(mod, name)
+            if isinstance(value, type) and issubclass(value, BaseException):
+                continue
             if callable(value) and not isinstance(value, (dict, tuple)):
                 found[f"{m}.{name}"] = value
     return found

@@ -42,7 +42,7 @@ import static_panels  # noqa: E402
 
 # README sections that teachers need, by page: (page, title, [README headings]).
 README_PAGES = [
-    ("teaching", "Teaching with the notebooks", ["Presenting a notebook", "FAST and FULL",
+    ("teaching", "Teaching with the notebooks", ["Presenting a notebook", "Teaching with skipviz", "FAST and FULL",
                                                   "Running sweeps on a cluster"]),
     ("package", "The package", ["The package", "The loss-landscape engine", "Choosing a torch build",
                                 "Other commands"]),

@@ -1,19 +1,20 @@
-"""Student copies of the notebooks, made from the reference notebooks in notebooks/.
+"""Student copies of the notebooks: nbgrader's hand-out, made from the reference notebooks.
 
     python tools/student.py [--out build/student] [--execute]
 
-nbgrader's ClearSolutions replaces every `### BEGIN SOLUTION` ... `### END SOLUTION` region with
-`# YOUR CODE HERE` / `raise NotImplementedError()`, and every model-answer cell (marked as an
-nbgrader solution cell) with "YOUR ANSWER HERE"; nbconvert's ClearOutputPreprocessor removes the
-stored outputs. Cells that now raise NotImplementedError get the `raises-exception` tag, so that
-the notebook still runs top to bottom (nbclient and nbval honour it). Everything else — text,
-figures' code, widgets, checks — is left as it is. The result is deterministic: the same source
-gives byte-identical files.
+The copies are the notebooks nbgrader's generate_assignment releases (tools/homework.py): every
+`### BEGIN SOLUTION` ... `### END SOLUTION` region becomes `# YOUR CODE HERE` /
+`raise NotImplementedError()`, every model answer in words "YOUR ANSWER HERE", the hidden tests'
+code is removed, the outputs are cleared, and the cells that raise until the student answers (the
+stubs and the graded checks) are tagged `raises-exception`, so that the notebook still runs top to
+bottom. Everything else — text, figures' code, widgets, checks — is left as it is. The same
+source gives byte-identical files; `make grade` grades against the same release.
 
 --execute runs every student copy in FAST mode and fails unless the only errors are the stubs'
-NotImplementedError, and unless the copy gives nothing away: no output of a student copy may
-carry a check's verdict other than "not done yet" (a verdict on a published answer would show
-the answer's diagnosis), nor any feedback message printed by the reference's check cells.
+NotImplementedError and the graded checks' "not done yet", and unless the copy gives nothing
+away: no output may carry a check's verdict other than "not done yet" (a verdict on a published
+answer would show the answer's diagnosis), nor any feedback message printed by the reference's
+check cells.
 """
 
 from __future__ import annotations
@@ -22,44 +23,30 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import ClearOutputPreprocessor
-from nbgrader.preprocessors import ClearSolutions
 
 ROOT = Path(__file__).resolve().parents[1]
-STUB = "raise NotImplementedError()"
+sys.path.insert(0, str(ROOT / "tools"))
+import homework  # noqa: E402
 
 
-def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student version of a reference notebook (a new object; `nb` is not changed)."""
-    nb = nbformat.from_dict(nb)
-    nb, _ = ClearSolutions(enforce_metadata=True).preprocess(nb, {})
-    nb, _ = ClearOutputPreprocessor().preprocess(nb, {})
-    nb.metadata.pop("widgets", None)  # the stored widget state belongs to the reference outputs
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-        if cell.cell_type == "code" and STUB in cell.source:
-            tags = cell.metadata.setdefault("tags", [])
-            if "raises-exception" not in tags:
-                tags.append("raises-exception")
-    return nb
-
-
-def write_all(out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        target = out / path.name
-        nbformat.write(student_copy(nbformat.read(path, as_version=4)), target)
-        written.append(target)
-    return written
+def write_all(out: Path, course: Path | None = None) -> list[Path]:
+    """The student copies in `out`, released by nbgrader from the course folder `course`
+    (build/course; a temporary one when `out` is not build/student)."""
+    if course is not None:
+        return homework.release(out, root=course)
+    if out.resolve() == homework.STUDENT.resolve():
+        return homework.release(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        return homework.release(out, root=Path(tmp) / "course")
 
 
 def execute(path: Path) -> list[str]:
     """Run a student copy in FAST mode, in a fresh interpreter (one kernel per process); return
-    the problems (errors other than the stubs')."""
+    the problems (errors other than the stubs' and the unanswered checks')."""
     run = subprocess.run([sys.executable, __file__, "--run-one", str(path)], capture_output=True,
                          text=True, env={**os.environ, "SKIPVIZ_FAST": "1", "SKIPVIZ_PROGRESS": "0"})
     problems = [line for line in run.stdout.splitlines() if line.startswith("PROBLEM ")]
@@ -72,6 +59,7 @@ def _output_text(cell: nbformat.NotebookNode) -> str:
     parts = []
     for o in cell.get("outputs", []):
         parts.append(o.get("text", ""))
+        parts.append("\n".join(o.get("traceback", [])))   # a CheckFailed shows as "❌ message" here
         for key in ("text/plain", "text/html"):
             parts.append(o.get("data", {}).get(key, ""))
     return "\n".join("".join(p) if isinstance(p, list) else p for p in parts)
@@ -119,8 +107,9 @@ def _run_one(path: Path) -> None:
         print(f"PROBLEM {path.name} {problem}")
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []):
-            if o.output_type == "error" and not (o.ename == "NotImplementedError"
-                                                 and "raises-exception" in cell.metadata.get("tags", [])):
+            expected = (o.ename == "NotImplementedError" or o.ename == "CheckFailed"
+                        and o.evalue.startswith("not done yet"))
+            if o.output_type == "error" and not (expected and "raises-exception" in cell.metadata.get("tags", [])):
                 print(f"PROBLEM {path.name} cell {i}: {o.ename}: {o.evalue}")
 
 

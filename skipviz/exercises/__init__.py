@@ -3,7 +3,8 @@ core (`feedback`): each check calls a student's answer — a number, a function 
 compares what it does with a reference (a class: with the same weights, in train and eval mode,
 through backward()); it never reads the source. It returns a CheckResult whose one line says
 that the answer is right or names the mistake; the stub gets "not done yet"; no check prints
-the reference answer.
+the reference answer. A graded cell ends in `.assert_ok()`: it raises CheckFailed with that
+line when the answer is wrong, so that nbgrader gives the cell no points.
 
 | notebook | checks |
 |---|---|
@@ -16,7 +17,7 @@ the reference answer.
 | 07 | check_residual_block, check_skip_block, check_highway_layer, check_dense_block, check_unet_level |
 """
 
-from .feedback import CheckResult
+from .feedback import CheckFailed, CheckResult
 from .nb01 import check_adam_step, check_glorot_factor, check_leaky_relu_factor
 from .nb02 import check_block, check_bn_block
 from .nb03 import check_tau_after_swaps, check_two_branch_paths
@@ -34,7 +35,7 @@ from .nb07 import (
 )
 
 __all__ = [
-    "CheckResult", "check_glorot_factor", "check_leaky_relu_factor", "check_adam_step", "check_block", "check_bn_block", "check_two_branch_paths",
+    "CheckResult", "CheckFailed", "check_glorot_factor", "check_leaky_relu_factor", "check_adam_step", "check_block", "check_bn_block", "check_two_branch_paths",
     "check_tau_after_swaps", "check_filter_normalization", "check_power_iteration", "check_mean_abs_weight", "check_quiet_layer",
     "check_scaled_distance", "check_stopping_rule", "check_residual_block", "check_skip_block",
     "check_highway_layer", "check_dense_block", "check_unet_level", "UNetLevelBase", "dense_layers",

@@ -57,6 +57,29 @@ class CheckResult:
                 f'{mark} {html.escape(self.message)}</div>')
 
 
+    def assert_ok(self) -> None:
+        """The verdict as a graded test: shows it, then raises CheckFailed if the answer is wrong.
+
+        nbgrader gives a test cell its points unless the cell raises, so a graded cell ends in
+        `.assert_ok()`; the error the student (and the feedback) sees is this same one line."""
+        try:
+            from IPython.display import display
+        except ImportError:  # outside IPython the verdict is printed
+            display = print
+        if not self.ok:
+            raise CheckFailed(self.message)
+        display(self)
+
+
+class CheckFailed(AssertionError):
+    """A failed graded check. It shows as its one line of feedback, without a traceback: the
+    feedback must not reveal a hidden test's code, and the student needs the message, not the
+    check's internals."""
+
+    def _render_traceback_(self) -> list[str]:   # IPython shows this in place of a traceback
+        return ["❌ " + str(self)]
+
+
 def exercise_check(check: Callable) -> Callable:
     """Every public check is wrapped in this:
     - the global random states (torch's, numpy's, Python's) are the same afterwards, so that

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from .._validation import check_int
 from .feedback import CheckResult, call_number, exercise_check
 
 
@@ -32,11 +33,13 @@ def _named_mistake(got: dict, wrong: dict[str, Callable], cases) -> str | None:
 
 
 @exercise_check
-def check_two_branch_paths(fn: object) -> CheckResult:
+def check_two_branch_paths(fn: object, largest: int = 12) -> CheckResult:
     """Your fn(n, k): the number of paths of length k through n blocks, each block holding two
     parallel branches beside its skip, y = x + f(x) + g(x) (notebook 03, exercise 1). A path of
-    length k goes through a branch in k blocks: C(n, k) 2^k. Tested for 0 <= k <= n <= 12 and n = 54."""
-    cases = [(n, k) for n in range(13) for k in range(n + 1)] + [(54, 5), (54, 27)]
+    length k goes through a branch in k blocks: C(n, k) 2^k. Tested for 0 <= k <= n <= `largest`
+    (at most 60) and n = 54."""
+    largest = check_int("largest", largest, minimum=1, maximum=60)
+    cases = [(n, k) for n in range(largest + 1) for k in range(n + 1)] + [(54, 5), (54, 27)]
 
     def right(n, k):
         return math.comb(n, k) * 2 ** k
@@ -63,16 +66,16 @@ def check_two_branch_paths(fn: object) -> CheckResult:
     if problem is not None:
         return problem
     if _first_wrong(got, right, cases) is None:
-        return CheckResult(True, "correct: your counts match for every n up to 12 and for n = 54.")
+        return CheckResult(True, f"correct: your counts match for every n up to {largest} and for n = 54.")
     hint = _named_mistake(got, wrong, cases)
     if hint:
         return CheckResult(False, hint)
     n, k = _first_wrong(got, right, cases)
-    if n == 54 and all(math.isclose(got[c], right(*c)) for c in cases if c[0] <= 12):
-        return CheckResult(False, f"fn(54, {k}) is wrong although every count up to n = 12 is right: does "
+    if n == 54 and all(math.isclose(got[c], right(*c)) for c in cases if c[0] <= largest):
+        return CheckResult(False, f"fn(54, {k}) is wrong although every count up to n = {largest} is right: does "
                                   "your arithmetic overflow (numpy int64 holds numbers below 9.2e18)? Use "
                                   "Python ints, math.comb and 2 ** k")
-    if n <= 12 and all(sum(got[m, j] for j in range(m + 1)) == 3 ** m for m in range(13)):
+    if n <= largest and all(sum(got[m, j] for j in range(m + 1)) == 3 ** m for m in range(largest + 1)):
         return CheckResult(False, "your counts add up to 3^n paths but are split wrongly over the lengths: "
                                   "count the ways to pick which blocks a path of length k goes through, "
                                   "then the ways to go through each of them")

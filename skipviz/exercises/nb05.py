@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
 
-from .._validation import check_int
+from .._validation import check_int, check_seed
 from .feedback import CheckResult, check_number, exercise_check
 
 
@@ -37,10 +38,17 @@ QUIET_CASES = [(1.0, 0.408, 1e-6), (2.2, 0.939, 0.05), (0.85, 0.5, 1e-3), (1e-7,
 
 
 @exercise_check
-def check_quiet_layer(fn: object) -> CheckResult:
+def check_quiet_layer(fn: object, seed: int | None = None) -> CheckResult:
     """Your quiet_layer(spread, factor, threshold=1e-6): the first layer l (counting from 1) whose
     predicted spread, spread · factor^(l-1) with `spread` that of layer 1, is below `threshold`
-    (notebook 05, exercise 2). Tested on five cases, one where layer 1 is already below it."""
+    (notebook 05, exercise 2). Tested on five cases, one where layer 1 is already below it, and with
+    a `seed` on five more drawn from it."""
+    seed = check_seed("seed", seed, allow_none=True)
+    cases = list(QUIET_CASES)
+    if seed is not None:
+        rng = random.Random(seed)
+        cases += [(round(10 ** rng.uniform(-3, 1), 4), round(rng.uniform(0.3, 0.95), 3),
+                   10.0 ** rng.randint(-6, -1)) for _ in range(5)]
     from .feedback import call_number, value_or_nan
 
     mistakes = {
@@ -53,7 +61,7 @@ def check_quiet_layer(fn: object) -> CheckResult:
         "you used factor², the variance's factor; the spread (a standard deviation) shrinks by the factor itself":
             lambda s, f, t: _quiet(s, f * f, t),
     }
-    for spread, factor, threshold in QUIET_CASES:
+    for spread, factor, threshold in cases:
         value, problem = call_number(fn, "quiet_layer", f"quiet_layer({spread:g}, {factor:g}, {threshold:g})",
                                      spread, factor, threshold)
         if problem is not None:
@@ -65,7 +73,7 @@ def check_quiet_layer(fn: object) -> CheckResult:
             return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) = {value:g}: a layer "
                                       "is a whole number (round up the layer count, not the spread)")
         for hint, wrong in mistakes.items():
-            if all(value_or_nan(fn, *case) == wrong(*case) for case in QUIET_CASES):
+            if all(value_or_nan(fn, *case) == wrong(*case) for case in cases):
                 return CheckResult(False, hint)
         return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) is wrong and matches none "
                                   "of the usual mistakes: step through the layers by hand for that case")

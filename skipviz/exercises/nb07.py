@@ -331,18 +331,19 @@ DENSE_MISTAKES = {
 
 
 @exercise_check
-def check_dense_block(fn: object) -> CheckResult:
+def check_dense_block(fn: object, seed: int = 0) -> CheckResult:
     """Your dense_block(x, layers): x (batch, k0, length); layer l reads the concatenation of x and
     all earlier layers' outputs along the channels, and the block returns x and every output
-    concatenated, (batch, k0 + n growth, length). Compared with the reference on the same layers."""
+    concatenated, (batch, k0 + n growth, length). Compared with the reference on the same layers
+    (`seed` draws them and the input)."""
+    seed = check_seed("seed", seed)
     name = "dense_block"
     if fn is None or fn is Ellipsis:
         return not_done(name)
     if not callable(fn):
         return CheckResult(False, f"pass your function {name} itself; got {type(fn).__name__}")
-    layers = dense_layers()
-    layers = nudged(layers)
-    x = _input(6, 4, 10)
+    layers = nudged(dense_layers(seed=seed))
+    x = _input(6, 4, 10, seed=11 + seed)
     received: dict[int, int] = {}   # layer index -> the channels it was first given
 
     def record(j):

@@ -4,6 +4,7 @@ the stubs. Needs the `student` extra (nbgrader); `make test-student` runs it."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,18 @@ from exercise_cells import check_cells, run_exercise  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
+    """The student copies nbgrader releases, by notebook file name (one release for the module)."""
+    out = tmp_path_factory.mktemp("student")
+    return {p.name: nbformat.read(p, as_version=4)
+            for p in student.write_all(out, course=tmp_path_factory.mktemp("course"))}
+
+
+def without_hidden_tests(source: str) -> str:
+    return re.sub(r"\n?### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS", "", source, flags=re.S)
 
 
 def solution_lines(nb: nbformat.NotebookNode) -> list[str]:
@@ -45,9 +58,9 @@ def test_two_runs_give_byte_identical_copies(tmp_path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_no_solution_line_reaches_the_student_copy(path):
+def test_no_solution_line_reaches_the_student_copy(path, released):
     reference = nbformat.read(path, as_version=4)
-    copy = student.student_copy(reference)
+    copy = released[path.name]
     hidden = solution_lines(reference)
     assert len(hidden) >= 4, "every notebook has coding exercises and model answers"
     # A line the reference also shows outside its solutions (a spot-the-bug listing shares most of
@@ -58,16 +71,19 @@ def test_no_solution_line_reaches_the_student_copy(path):
     leaked = [line for line in hidden if line in text.splitlines() and len(line) > 12 and line not in given]
     assert not leaked
     assert not any(c.get("outputs") for c in copy.cells if c.cell_type == "code")
-    # Everything that is not a solution is unchanged, cell for cell.
+    # Everything that is not a solution is unchanged, cell for cell, but for the hidden tests.
     assert len(copy.cells) == len(reference.cells)
+    hidden = [ref for ref in reference.cells if "### BEGIN HIDDEN TESTS" in ref.source]
+    assert hidden, "every notebook has a graded cell with hidden tests"
     for ref, new in zip(reference.cells, copy.cells):
         if not ref.metadata.get("nbgrader", {}).get("solution"):
-            assert new.source == ref.source
+            assert new.source == without_hidden_tests(ref.source)
+            assert "HIDDEN TESTS" not in new.source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_every_check_says_not_done_yet_to_the_stub(path):
-    copy = student.student_copy(nbformat.read(path, as_version=4))
+def test_every_check_says_not_done_yet_to_the_stub(path, released):
+    copy = released[path.name]
     pairs = check_cells(copy)
     assert len(pairs) >= 2
     for solution, check in pairs:
