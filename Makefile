@@ -90,12 +90,14 @@ test-portable: setup-test
 # Dask cluster, more damaged data files; every notebook through papermill; the static slides and the
 # course site (FAST states, every page offline, every panel by mouse and keyboard, axe-core) in the browser; other
 # numerics; every notebook in FAST mode with SEED = 1, its claims checked; the student copies
-# made, checked and run). This is what CI (.ci/run) runs.
-test-all: test $(SITE_STAMP)
+# made, checked and run; a simulated class graded by `make grade`; the hand-out through a real
+# JupyterHub with nbgitpuller). This is what CI (.ci/run) runs.
+test-all: test $(HUB_STAMP)
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests --ignore=tests/browser --ignore=tests/student -m slow
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/test_notebooks.py -m papermill
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_slides.py tests/browser/test_slideshow.py
 	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_site.py
+	SKIPVIZ_FAST=1 $(PY) -m pytest -p no:cacheprovider tests/browser/test_hub.py
 	$(MAKE) test-portable
 	$(PY) tools/claims.py --fast --seeds 1
 	$(MAKE) test-student

@@ -47,7 +47,7 @@ class Tally:
 TALLY = Tally()
 
 
-def claim(statement: str, holds: bool, *, full_only: bool = False, detail: str = "") -> bool:
+def claim(statement: str, holds: bool, *, full_only: bool = False, detail: str = "") -> None:
     """Check one sentence of the text: print '✔ statement', or raise ClaimFailed.
 
     statement: the claim in words, as the text makes it. holds: whether this run's numbers bear
@@ -55,7 +55,8 @@ def claim(statement: str, holds: bool, *, full_only: bool = False, detail: str =
     a list is refused, since each has a truth value that is not the claim's. full_only: the claim
     is about FULL-mode training; in FAST mode it is reported as not checked. detail: shown only
     when the claim fails (the measured numbers), so that the printed success line is the same on
-    every machine. Returns True when it was checked and held, False when skipped.
+    every machine. Returns None, so that a cell ending in a claim shows only its line (what held
+    and what was skipped is in TALLY).
     """
     if not isinstance(statement, str) or not statement.strip():
         raise SkipvizValueError(f"statement must be a non-empty string; got {show(statement)}")
@@ -66,14 +67,14 @@ def claim(statement: str, holds: bool, *, full_only: bool = False, detail: str =
     if full_only and fast_mode():
         TALLY.skipped.append(statement)
         print(f"· not checked in FAST mode: {statement}")
-        return False
+        return None
     _record(statement, holds)
     if not ok:
         raise ClaimFailed(f"the notebook's claim does not hold for this run: {statement}"
                           + (f" ({detail})" if detail else ""))
     TALLY.held.append(statement)
     print(f"✔ {statement}")
-    return True
+    return None
 
 
 def truth(holds: object, name: str = "holds") -> bool:

@@ -66,17 +66,23 @@ def describe(fig: Figure) -> str:
 def _describe_axes(ax) -> str:
     def label(axis, text: str) -> str:
         scale = axis.get_scale()
-        return text + (f" ({scale} scale)" if scale != "linear" else "")
+        already = scale in text.lower()   # a label that says "(log scale)" itself
+        return text + (f" ({scale} scale)" if scale != "linear" and not already else "")
 
     title = ax.get_title() or ax.get_title("left") or ax.get_title("right")
     x, y = ax.get_xlabel(), ax.get_ylabel()
+    # Panels that share an axis with a labelled one (sharey/sharex) take its label.
+    y = y or next((a.get_ylabel() for a in ax.get_shared_y_axes().get_siblings(ax) if a.get_ylabel()), "")
+    x = x or next((a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax) if a.get_xlabel()), "")
     what = f"'{title}': " if title else ""
     if x or y:
         what += f"{label(ax.yaxis, y) if y else 'values'} against {label(ax.xaxis, x) if x else 'position'}"
     elif ax.images:
         what += "an image"
     else:
-        what += "a plot without axis labels"
+        kinds = [name for name, items in (("lines", ax.lines), ("bars or patches", ax.patches),
+                                           ("points", ax.collections)) if items]
+        what += ("a diagram of " + " and ".join(kinds)) if kinds else "a diagram"
     if ax.images and (x or y):
         what += ", as a coloured map"
     legend = ax.get_legend()

@@ -10,9 +10,11 @@ from skipviz.claims import ClaimFailed, claim
 
 def test_a_claim_that_holds_prints_only_its_sentence(capsys, monkeypatch):
     monkeypatch.setenv("SKIPVIZ_FAST", "0")
-    assert claim("the loss falls", 0.1 < 0.5, detail="0.1 against 0.5") is True
+    before = len(claims.TALLY.held)
+    assert claim("the loss falls", 0.1 < 0.5, detail="0.1 against 0.5") is None   # no "True" under the line
     assert capsys.readouterr().out == "✔ the loss falls\n"
-    assert claim("a 0-d tensor works", torch.tensor(True))
+    claim("a 0-d tensor works", torch.tensor(True))
+    assert claims.TALLY.held[before:] == ["the loss falls", "a 0-d tensor works"]
 
 
 def test_a_claim_that_fails_names_the_sentence_and_the_numbers(monkeypatch):
@@ -26,7 +28,7 @@ def test_a_claim_that_fails_names_the_sentence_and_the_numbers(monkeypatch):
 def test_full_only_claims_are_listed_in_fast_mode_and_checked_in_full(capsys, monkeypatch):
     monkeypatch.setenv("SKIPVIZ_FAST", "1")
     before = len(claims.TALLY.skipped)
-    assert claim("trained to 97%", False, full_only=True) is False
+    assert claim("trained to 97%", False, full_only=True) is None
     assert capsys.readouterr().out == "· not checked in FAST mode: trained to 97%\n"
     assert len(claims.TALLY.skipped) == before + 1 and "not checked in FAST mode" in claims.TALLY.summary()
     monkeypatch.setenv("SKIPVIZ_FAST", "0")

@@ -42,7 +42,8 @@ import static_panels  # noqa: E402
 
 # README sections that teachers need, by page: (page, title, [README headings]).
 README_PAGES = [
-    ("teaching", "Teaching with the notebooks", ["Presenting a notebook", "Teaching with skipviz", "FAST and FULL",
+    ("teaching", "Teaching with the notebooks", ["Presenting a notebook", "Teaching with skipviz",
+                                                  "The course site", "FAST and FULL",
                                                   "Running sweeps on a cluster"]),
     ("package", "The package", ["The package", "The loss-landscape engine", "Choosing a torch build",
                                 "Other commands"]),
@@ -67,6 +68,7 @@ def settings() -> dict[str, str]:
     owner, name = match.groups()
     binder = f"https://mybinder.org/v2/gh/{owner}/{name}/HEAD"
     return {"repository": repository, "repository_name": name, "binder": binder,
+            "repository_quoted": quote(repository, safe=""),
             "binder_lab": f"{binder}?urlpath=lab/tree/notebooks"}
 
 
@@ -200,7 +202,7 @@ def build(out: Path, reuse_states: bool = False) -> float:
         nbformat.write(page(path, s, states, "slides/states"), src / path.name)
 
     index = (TEMPLATE / "index.md").read_text(encoding="utf-8")
-    listing = "\n".join(f"{i}. [{title(p)}]({p.name})" for i, p in enumerate(notebooks(), 1))
+    listing = "\n".join(f"- [{title(p)}]({p.name})" for p in notebooks())
     fields = dict(s, notebook_list=listing, toctree_notebooks="\n".join(p.stem for p in notebooks()))
     for key, value in fields.items():  # not str.format: the page's MyST directives use braces
         index = index.replace("{" + key + "}", value)

@@ -83,7 +83,7 @@ def panel_html(manifest: dict, base: str, index: int) -> str:
     data = html.escape(json.dumps(manifest), quote=True)
     return (f'<figure class="skipviz-static-panel" id="skipviz-panel-{index}" data-base="{base}/" '
             f'data-manifest="{data}">'
-            f'<div class="skipviz-static-controls" role="group" aria-label="controls of the figure"></div>'
+            f'<div class="skipviz-static-controls" role="group" aria-label="controls of interactive figure {index + 1}"></div>'
             f'<img src="{base}/{first}" alt="{html.escape(alt, quote=True)}">'
             f'<figcaption class="skipviz-static-status" aria-live="polite">Pre-rendered: '
             f'{len(manifest["states"])} states of this figure; run the notebook for every other.'

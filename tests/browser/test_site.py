@@ -124,3 +124,39 @@ def test_every_declared_state_was_rendered(site):
         assert sorted(p.name for p in folder.glob("state-*.png")) == sorted(images)
         assert all(s["alt"] for s in manifest["states"]), "every state says what it plots"
     assert course_site.size_mb(site) < 100
+
+
+def test_on_a_phone_the_page_fits_and_the_menu_opens(site, file_browser):
+    """390 px wide: no page is wider than the screen, and the article header's ☰ button opens the
+    site navigation (the theme binds only the hidden header's button; skipviz-site.js forwards)."""
+    for name in PAGES:
+        page, _, errors = open_offline(file_browser, (site / f"{name}.html").as_uri(), 390, 844)
+        page.wait_for_load_state("load")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 391, f"{name}: the page is {width} px wide on a 390 px screen"
+        if name == "01_vanishing_gradients":
+            page.locator(".header-article-item .primary-toggle").first.click()
+            page.wait_for_function("() => document.querySelector('#pst-primary-sidebar-modal').open", timeout=5_000)
+            assert page.locator("#pst-primary-sidebar-modal a[href='index.html']").count()
+        assert not errors, (name, errors)
+        page.close()
+
+
+def test_the_menu_of_pre_rendered_states_shows_each_state(site, file_browser):
+    """A panel whose states are not every combination lists them by name; picking one shows its
+    picture (03's reading turns off several blocks at once)."""
+    import json
+
+    page, _, errors = open_page(file_browser, site / "03_unraveled_ensembles.html")
+    panel = page.query_selector(".skipviz-static-panel")
+    manifest = json.loads(panel.get_attribute("data-manifest"))
+    menu = panel.query_selector(".skipviz-states select")
+    assert menu is not None
+    options = menu.evaluate("m => Array.from(m.options).map(o => o.textContent)")
+    assert len(options) == len(manifest["states"]) + 1   # and "(not pre-rendered)"
+    for v in (len(manifest["states"]) - 1, 1):
+        menu.select_option(value=str(v))
+        assert current_image(page, panel).endswith(manifest["states"][v]["image"])
+        assert "skipviz-unavailable" not in panel.get_attribute("class")
+    assert not errors, errors
+    page.close()

@@ -32,6 +32,8 @@ html_js_files = ["skipviz-panels.js", "skipviz-site.js"]
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None
+# Snippets under search results need the pages fetched, which a page opened from disk cannot do.
+html_show_search_summary = False
 # A fixed starting mode: the theme logs a console error when it finds none stored.
 html_context = {"default_mode": "light"}
 html_theme_options = {

@@ -22,7 +22,10 @@
     var opening = manifest.states[0].values.slice();
     var current = opening.slice();
     var masks = {};  // a toggles control's current mask
-    var inputs = [];
+    var inputs = [];  // per control: set its widget (and current) to a state's values
+    var menu = null;  // the menu of pre-rendered states
+    var total = manifest.controls.reduce(function (n, c) {
+      return c.kind === "toggles" ? Infinity : n * c.values.length; }, 1);
 
     function show() {
       var found = null;
@@ -32,13 +35,16 @@
         img.alt = [manifest.alt, found.alt].filter(Boolean).join(" ") || "an interactive figure";
         panel.classList.remove("skipviz-unavailable");
         img.removeAttribute("aria-hidden");
-        status.textContent = "State " + (manifest.states.indexOf(found) + 1) + " of " +
-          manifest.states.length + " pre-rendered for this page; run the notebook for any other.";
+        status.textContent = "State " + (manifest.states.indexOf(found) + 1) + " of " + manifest.states.length +
+          (manifest.states.length >= total ? ": every combination of these controls is pre-rendered."
+            : " pre-rendered for this page; run the notebook for any other.");
+        if (menu) { menu.value = String(manifest.states.indexOf(found)); }
       } else {
         panel.classList.add("skipviz-unavailable");
         img.setAttribute("aria-hidden", "true");
         status.textContent = "Not pre-rendered: this combination needs the notebook running. " +
-          "Reset, or change one control at a time from the opening state.";
+          "Reset, or pick one from the menu of pre-rendered states.";
+        if (menu) { menu.value = ""; }
       }
     }
 
@@ -57,7 +63,10 @@
           show();
         });
         wrap.append(label, range, out);
-        inputs.push(function () { range.value = String(opening[k]); range.dispatchEvent(new Event("input")); });
+        inputs.push(function (to) {
+          range.value = String(to[k]); current[k] = to[k];
+          range.setAttribute("aria-valuetext", c.labels[to[k]]); out.textContent = c.labels[to[k]];
+        });
       } else if (c.kind === "dropdown") {
         var lab = make("label", { "for": id }, c.description);
         var select = make("select", { id: id });
@@ -65,7 +74,7 @@
         select.value = String(opening[k]);
         select.addEventListener("change", function () { current[k] = Number(select.value); show(); });
         wrap.append(lab, select);
-        inputs.push(function () { select.value = String(opening[k]); current[k] = opening[k]; });
+        inputs.push(function (to) { select.value = String(to[k]); current[k] = to[k]; });
       } else if (c.kind === "checkbox") {
         var box1 = make("input", { type: "checkbox", id: id });
         box1.checked = c.values[opening[k]] === true;
@@ -74,7 +83,7 @@
           show();
         });
         wrap.append(box1, make("label", { "for": id }, c.description));
-        inputs.push(function () { box1.checked = c.values[opening[k]] === true; current[k] = opening[k]; });
+        inputs.push(function (to) { box1.checked = c.values[to[k]] === true; current[k] = to[k]; });
       } else if (c.kind === "toggles") {
         masks[k] = c.values[opening[k]].slice();
         var group = make("div", { role: "group", "aria-label": c.description + " (pressed = on)" });
@@ -106,21 +115,35 @@
           });
           wrap.append(preset);
         });
-        inputs.push(function () {
-          masks[k] = c.values[opening[k]].slice();
+        inputs.push(function (to) {
+          masks[k] = c.values[to[k]].slice();
           buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", String(masks[k][i])); });
-          current[k] = opening[k];
+          current[k] = to[k];
         });
       }
       box.append(wrap);
     });
+    function setAll(values) { inputs.forEach(function (f) { f(values); }); current = values.slice(); show(); }
     var reset = make("button", { type: "button", "class": "skipviz-reset" }, "Reset");
-    reset.addEventListener("click", function () {
-      inputs.forEach(function (f) { f(); });
-      current = opening.slice();
-      show();
-    });
+    reset.addEventListener("click", function () { setAll(opening); });
     box.append(reset);
+    // Every pre-rendered state by name: the states a text discusses may be several clicks apart.
+    if (manifest.states.length < total) {
+      var menuId = "skipviz-p" + number + "-states";
+      var wrapMenu = make("div", { "class": "skipviz-control skipviz-states" });
+      menu = make("select", { id: menuId });
+      menu.append(make("option", { value: "" }, "(not pre-rendered)"));
+      manifest.states.forEach(function (s, v) {
+        var title = /'([^']+)'/.exec(s.alt || "");
+        var text = title ? title[1] : (s.alt || "").slice(0, 90);
+        menu.append(make("option", { value: String(v) }, (v + 1) + ". " + text));
+      });
+      menu.addEventListener("change", function () {
+        if (menu.value !== "") { setAll(manifest.states[Number(menu.value)].values); }
+      });
+      wrapMenu.append(make("label", { "for": menuId }, "Pre-rendered states"), menu);
+      box.append(wrapMenu);
+    }
     show();
   }
 

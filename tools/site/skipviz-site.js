@@ -6,3 +6,19 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll(".search-button-field[aria-label], details > summary[aria-label]").forEach(
     function (el) { el.removeAttribute("aria-label"); });
 });
+
+// The theme binds its sidebar behaviour to the first .primary-toggle / .secondary-toggle only (in
+// the header, hidden on a phone); the buttons in the article's header did nothing. They pass their
+// clicks on to the bound ones.
+document.addEventListener("DOMContentLoaded", function () {
+  ["primary", "secondary"].forEach(function (side) {
+    var buttons = document.querySelectorAll("." + side + "-toggle");
+    Array.prototype.slice.call(buttons, 1).forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        event.preventDefault();
+        event.stopPropagation();
+        buttons[0].click();
+      });
+    });
+  });
+});
