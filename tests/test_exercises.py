@@ -159,13 +159,15 @@ CHECKS = [
       (torch.tensor(0.4163, dtype=torch.float64), "correct")]),
     (lambda v: exercises.check_glorot_factor(v, "sigmoid", "small"), math.sqrt(1 / 64),
      [(math.sqrt(1 / 16), "f'(0) = 1/4"), (1 / 64, "without the square root"), (math.sqrt(1 / 64) ** 30, "30 layers")]),
-    (exercises.check_adam_step, 1e-4 * 1e-15 / (1e-15 + 1e-8),
-     [(1e-4, "ε is left out"), (1e-19, "plain gradient descent")]),
+    (exercises.check_adam_step, lambda g, lr, eps: lr * g / (abs(g) + eps),
+     [(lambda g, lr, eps: lr * math.copysign(1, g), "ε is left out"), (lambda g, lr, eps: lr * g, "plain gradient descent"),
+      (lambda g, lr, eps: lr * g / (g + eps), "√(g²) is |g|"), (1e-11, "write a function adam_first_step"),
+      (lambda g, lr, eps: np.float32(lr * g / (abs(g) + eps)), "correct")]),
     (exercises.check_two_branch_paths, lambda n, k: math.comb(n, k) * 2 ** k,
      [(lambda n, k: math.comb(n, k - 1) * 2 ** (k - 1) if k else 0, "off by one"), (lambda n, k: 3 ** n, "3^n"),
       (math.comb, "one branch"), (lambda n, k: math.comb(n, k) * 2 ** k / 3 ** n, "fraction"),
       (lambda n, k: 2 * math.comb(n, k), "doubled the count once"), (lambda n, k: math.comb(2 * n, k), "C(2n, k)"),
-      (lambda n, k: np.int64(math.comb(n, k) * 2 ** k) if n < 20 else 0, "fn(54, 5) is wrong")]),
+      (lambda n, k: np.int64(math.comb(n, k) * 2 ** k) if n < 20 else 0, "count_paths(54, 5) is wrong")]),
     (exercises.check_tau_after_swaps, lambda n, s: 1 - 4 * s / (n * (n - 1)),
      [(lambda n, s: -(1 - 4 * s / (n * (n - 1))), "sign is flipped"),
       (lambda n, s: (n * (n - 1) / 2 - s) / (n * (n - 1) / 2), "did not subtract the discordant"),
@@ -223,7 +225,9 @@ def test_a_check_handed_the_wrong_kind_of_thing_says_what_it_expected(bad):
         result = check(bad)
         assert not result.ok and len(result.message.splitlines()) == 1
         assert "not done yet" in result.message or "pass your function" in result.message
-    for check in (exercises.check_adam_step, exercises.check_mean_abs_weight, exercises.check_glorot_factor):
+    result = exercises.check_adam_step(bad)   # the exercise asks for a function
+    assert not result.ok and ("write a function" in result.message or "not done yet" in result.message)
+    for check in (exercises.check_mean_abs_weight, exercises.check_glorot_factor):
         if bad is None:
             continue
         result = check(bad)

@@ -14,6 +14,7 @@ from .feedback import (
     call_number,
     check_number,
     exercise_check,
+    not_done,
     value_or_nan,
 )
 
@@ -56,6 +57,8 @@ ADAM_MISTAKES = {
     "the bias correction is missing: after one step m = (1 - β₁) g and v = (1 - β₂) g²; Adam divides them by "
     "1 - β₁ and 1 - β₂": lambda g, lr, eps: lr * 0.1 * g / (math.sqrt(0.001 * g ** 2) + eps),
     "the step has lost the gradient's sign": lambda g, lr, eps: lr * abs(g) / (abs(g) + eps),
+    "√(g²) is |g|, not g: for a negative gradient your denominator g + ε is not √v̂ + ε":
+        lambda g, lr, eps: lr * g / (g + eps),
 }
 
 
@@ -63,12 +66,14 @@ ADAM_MISTAKES = {
 def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: float = 1e-8) -> CheckResult:
     """Your Adam first step (notebook 01, exercise 4): a function adam_first_step(g, lr, eps) ->
     lr * m̂ / (sqrt(v̂) + eps) with m̂ = g and v̂ = g² after bias correction, checked at gradients
-    from 1e-15 to 2 of both signs; or one number, the step for `grad`, `lr`, `eps`."""
+    from 1e-15 to 2 of both signs (`lr` and `eps` set those of four of the cases)."""
     grad = check_float("grad", grad)
     lr, eps = check_float("lr", lr, 0, strict=True), check_float("eps", eps, 0, strict=True)
-    if not callable(answer):
-        mistakes = {hint: f(grad, lr, eps) for hint, f in ADAM_MISTAKES.items()}
-        return check_number(answer, "Adam's step", _adam(grad, lr, eps), mistakes)
+    if answer is None or answer is Ellipsis:
+        return not_done("adam_first_step")
+    if not callable(answer):   # the exercise asks for the function; one number cannot be checked
+        return CheckResult(False, f"write a function adam_first_step(g, lr, eps) that returns the step; "
+                                  f"got {type(answer).__name__} {answer!r:.40}")
     cases = [(g, lr, eps) for g in (1e-15, 1e-3, -0.5, 2.0)] + [(1e-6, 3e-3, 1e-6), (-0.2, 1e-2, 1e-3)]
     for g, rate, e in cases:
         value, problem = call_number(answer, "adam_first_step", f"adam_first_step({g:g}, {rate:g}, {e:g})", g, rate, e)
@@ -94,12 +99,11 @@ def check_adam_step(answer: object, grad: float = 1e-15, lr: float = 1e-4, eps: 
 @exercise_check
 def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
     """Your predicted per-layer factor ρ for a plain leaky-ReLU net (negative slope `slope`) with
-    PyTorch's default init, n Var[w] = 1/3 (notebook 01, exercise 1). Half of the units pass the
-    gradient with slope 1, the other half with `slope`, so E[f'(s)²] = (1 + slope²) / 2."""
+    PyTorch's default init (notebook 01, exercise 1)."""
     slope = check_float("slope", slope, 0.0)
     if slope >= 1:
         raise SkipvizValueError(f"slope must be a number in [0, 1); got {slope!r}")
-    n_var, gain = 1 / 3, (1 + slope ** 2) / 2
+    n_var, gain = 1 / 3, (1 + slope ** 2) / 2   # default init; half the units with slope 1, half with `slope`
     rho = math.sqrt(n_var * gain)
     mistakes = {
         "you averaged the slopes; the factor needs the mean of the squared slopes":
@@ -113,6 +117,7 @@ def check_leaky_relu_factor(value: object, slope: float = 0.2) -> CheckResult:
         "that is n Var[w] E[f'²] without the square root: ρ is the factor of the RMS, the square "
         "root of the variance factor": n_var * gain,
         "you left out n Var[w] = 1/3, the default init's share of the factor": math.sqrt(gain),
+        "that is √(n Var[w]) alone: the activation's share E[f'(s)²] is missing": math.sqrt(n_var),
         "you used He's n Var[w] = 2; PyTorch's default init gives 1/3": math.sqrt(2 * gain),
         "that is the factor after 30 layers; the question asks for one layer": rho ** 30,
     }

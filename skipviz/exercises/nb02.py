@@ -233,7 +233,7 @@ def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResul
         block = BLOCK_ALIASES.get(block.strip().lower(), block)
     block = check_choice("block", block, tuple(BN_FORMULAS))
     width = check_int("width", width, minimum=2)
-    name = getattr(cls, "__name__", "your block")
+    name = getattr(cls, "__name__", None) or (type(cls).__name__ if isinstance(cls, nn.Module) else "your class")
     student, problem = build(cls, name, width)
     if problem is not None:
         return problem
@@ -251,6 +251,14 @@ def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResul
     if problem is not None:
         return problem
     if differs is None:
+        other = width + 3   # a block written for one width only must not pass
+        wider, problem = build(cls, name, other)
+        if problem is None:
+            x = torch.randn(32, other, generator=torch.Generator().manual_seed(12))
+            differs, _, problem = compare_modules(nudged(wider), _BNBlock(other, block), [x], name)
+        if problem is not None or differs is not None:
+            return CheckResult(False, f"your block is right at width {width} but not at width {other}: build its "
+                                      "layers from the width argument, not from a fixed number")
         return CheckResult(True, f"correct: your block computes {BN_FORMULAS[block]}; same outputs and "
                                  "gradients as the reference, in train and eval mode.")
     mistakes = {message: (lambda m=m: _BNBlock(width, block, m)) for m, message in BN_MISTAKES[block].items()}
@@ -261,5 +269,7 @@ def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResul
         return CheckResult(False, f"{name} should hold two nn.Linear({width}, {width}) and two "
                                   f"nn.BatchNorm1d({width}), each used once in forward; its layers do not "
                                   "match these")
+    if "though" in differs:   # the forward pass in train mode is right: the hint says what else differs
+        return CheckResult(False, f"{differs} (compared with {BN_FORMULAS[block]} on the same weights)")
     return CheckResult(False, f"{differs} (compared with {BN_FORMULAS[block]} on the same weights); it "
                               "matches none of the usual mistakes: check the order N, σ, W step by step")

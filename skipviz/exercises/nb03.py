@@ -20,7 +20,7 @@ def _answers(fn: object, name: str, cases) -> tuple[dict | None, CheckResult | N
     """({case: fn(*case)}, None), or (None, the verdict for the first call that fails)."""
     got = {}
     for case in cases:
-        out, problem = call_number(fn, name, f"fn({', '.join(map(str, case))})", *case)
+        out, problem = call_number(fn, name, f"{name}({', '.join(map(str, case))})", *case)
         if problem is not None:
             return None, problem
         got[case] = out
@@ -34,10 +34,9 @@ def _named_mistake(got: dict, wrong: dict[str, Callable], cases) -> str | None:
 
 @exercise_check
 def check_two_branch_paths(fn: object, largest: int = 12) -> CheckResult:
-    """Your fn(n, k): the number of paths of length k through n blocks, each block holding two
-    parallel branches beside its skip, y = x + f(x) + g(x) (notebook 03, exercise 1). A path of
-    length k goes through a branch in k blocks: C(n, k) 2^k. Tested for 0 <= k <= n <= `largest`
-    (at most 60) and n = 54."""
+    """Your count_paths(n, k): the number of paths of length k through n blocks, each block holding
+    two parallel branches beside its skip, y = x + f(x) + g(x) (notebook 03, exercise 1). Tested
+    for 0 <= k <= n <= `largest` (at most 60) and n = 54."""
     largest = check_int("largest", largest, minimum=1, maximum=60)
     cases = [(n, k) for n in range(largest + 1) for k in range(n + 1)] + [(54, 5), (54, 27)]
 
@@ -72,23 +71,22 @@ def check_two_branch_paths(fn: object, largest: int = 12) -> CheckResult:
         return CheckResult(False, hint)
     n, k = _first_wrong(got, right, cases)
     if n == 54 and all(math.isclose(got[c], right(*c)) for c in cases if c[0] <= largest):
-        return CheckResult(False, f"fn(54, {k}) is wrong although every count up to n = {largest} is right: does "
-                                  "your arithmetic overflow (numpy int64 holds numbers below 9.2e18)? Use "
+        return CheckResult(False, f"count_paths(54, {k}) is wrong although every count up to n = {largest} is right: does "
+                                  "your arithmetic overflow (a numpy or torch int64 holds numbers below 9.2e18)? Use "
                                   "Python ints, math.comb and 2 ** k")
     if n <= largest and all(sum(got[m, j] for j in range(m + 1)) == 3 ** m for m in range(largest + 1)):
         return CheckResult(False, "your counts add up to 3^n paths but are split wrongly over the lengths: "
                                   "count the ways to pick which blocks a path of length k goes through, "
                                   "then the ways to go through each of them")
-    return CheckResult(False, f"fn({n}, {k}) is wrong (the first case that fails); count the paths "
-                              f"of {n} blocks by hand for that k")
+    return CheckResult(False, f"count_paths({n}, {k}) is wrong (the first case that fails); count the "
+                              f"paths of length {k} through n = {n} blocks by hand")
 
 
 @exercise_check
 def check_tau_after_swaps(fn: object) -> CheckResult:
-    """Your fn(n, s): Kendall's τ between 0..n-1 and the order made from it by s swaps of
-    neighbours that share no block, (0 1)(2 3)... (notebook 03, exercise 2). Each swap makes
-    exactly one discordant pair: τ = (P - 2s) / P = 1 - 4s / (n(n-1)), P = n(n-1)/2 pairs.
-    Tested for n up to 60 and every s <= n/2."""
+    """Your tau_after_swaps(n, s): Kendall's τ between 0..n-1 and the order made from it by s swaps
+    of neighbours that share no block, (0 1)(2 3)... (notebook 03, exercise 2). Tested for n up to
+    60 and every s <= n/2."""
     cases = [(n, s) for n in (2, 3, 4, 5, 8, 11, 20, 54, 60) for s in range(n // 2 + 1)]
 
     def right(n, s):
@@ -118,6 +116,9 @@ def check_tau_after_swaps(fn: object) -> CheckResult:
     hint = _named_mistake(got, wrong, cases)
     if hint:
         return CheckResult(False, hint)
+    if len(set(got.values())) == 1:
+        return CheckResult(False, f"your function returns {next(iter(got.values()))!r} whatever n and s are: "
+                                  "τ falls as the swaps add discordant pairs")
     if all(float(v).is_integer() for v in got.values()) and any(
             not right(*c).is_integer() for c in cases):
         return CheckResult(False, "every value you return is a whole number: integer division (//) "
@@ -125,5 +126,5 @@ def check_tau_after_swaps(fn: object) -> CheckResult:
     if any(got[n, 0] != 1 for n, _ in cases):
         return CheckResult(False, "with no swap (s = 0) the order is unchanged and τ must be 1")
     n, s = _first_wrong(got, right, cases)
-    return CheckResult(False, f"fn({n}, {s}) is wrong (the first case that fails): count the "
+    return CheckResult(False, f"tau_after_swaps({n}, {s}) is wrong (the first case that fails): count the "
                               "discordant pairs one swap of neighbours makes")

@@ -16,6 +16,7 @@ def check_filter_normalization(fn: object, kind: str = "filter") -> CheckResult:
     for kind='filter', as one whole tensor for kind='layer' (notebook 04, exercise 1). Tested on
     Linear-shaped (8, 5) and conv-shaped (6, 3, 4) tensors."""
     kind = check_choice("kind", kind, ("filter", "layer"))
+    name = "layer_normalized" if kind == "layer" else "filter_normalized"
     gen = torch.Generator().manual_seed(0)
     cases = [(torch.randn(8, 5, generator=gen), 3 * torch.rand(8, 5, generator=gen) + 0.1),
              (torch.randn(6, 3, 4, generator=gen), torch.randn(6, 3, 4, generator=gen))]
@@ -50,15 +51,15 @@ def check_filter_normalization(fn: object, kind: str = "filter") -> CheckResult:
     outs = []
     for d, w in cases:
         d_in = d.clone()
-        out, problem = call(fn, "your function", d_in, w.clone())
+        out, problem = call(fn, name, d_in, w.clone())
         if problem is not None:
             return problem
         if not isinstance(out, torch.Tensor):
-            return CheckResult(False, f"fn(d, w) must return a tensor; it returned {type(out).__name__}")
+            return CheckResult(False, f"{name}(d, w) must return a tensor; it returned {type(out).__name__}")
         if out.shape != d.shape:
-            return CheckResult(False, f"fn(d, w) must keep d's shape {tuple(d.shape)}; it returned {tuple(out.shape)}")
+            return CheckResult(False, f"{name}(d, w) must keep d's shape {tuple(d.shape)}; it returned {tuple(out.shape)}")
         if not out.is_floating_point():
-            return CheckResult(False, f"fn(d, w) must return floating-point numbers; it returned {out.dtype}")
+            return CheckResult(False, f"{name}(d, w) must return floating-point numbers; it returned {out.dtype}")
         out = out.detach().to(d.dtype)   # float64 is right too: compare in d's precision
         if not torch.equal(d_in, d) and not torch.allclose(out, expected(d, w), rtol=1e-4, atol=1e-6):
             return CheckResult(False, "your function changed d in place; return a new tensor and leave d as it is")
@@ -95,13 +96,13 @@ def check_power_iteration(fn: object, seed: int = 1) -> CheckResult:
     got = []
     for lam in spectra:
         h = q @ torch.diag(lam) @ q.T
-        # matvec takes any dtype: a float32 start vector is a right answer too
-        out, problem = call(fn, "your function", lambda v, h=h: h @ v.to(h.dtype), 8)
+        # matvec takes a numpy start vector too: the exercise does not say which kind v is
+        out, problem = call(fn, "largest_eigenvalue", lambda v, h=h: h @ torch.as_tensor(v).to(h.dtype), 8)
         if problem is not None:
             return problem
         if out is None:
-            return CheckResult(False, "fn(matvec, n) returned None: did you forget `return`?")
-        value, problem = as_number(out, "fn(matvec, n)")
+            return CheckResult(False, "largest_eigenvalue(matvec, n) returned None: did you forget `return`?")
+        value, problem = as_number(out, "largest_eigenvalue(matvec, n)")
         if problem is not None and "finite" not in problem.message:
             return CheckResult(False, problem.message.replace("must be", "must return"))
         got.append(math.inf if value is None else value)
