@@ -446,8 +446,14 @@ def test_skip_block_accepts_the_lectures_reading_and_names_the_single_channel():
             out[:, self.in_ch] = out[:, self.in_ch] + x
             return out
 
+    class Conv2StillWrong(LectureReading):   # the lecture's reading with conv2 left as Conv1d(in_ch, out_ch)
+        def __init__(self, in_ch, out_ch):
+            super().__init__(in_ch, out_ch)
+            self.conv2 = nn.Conv1d(in_ch, out_ch, 3, padding=1)
+
     assert exercises.check_skip_block(LectureReading).ok
     assert "single channel" in exercises.check_skip_block(SingleChannel).message
+    assert "Conv1d(out_ch, out_ch" in exercises.check_skip_block(Conv2StillWrong).message
 
 
 def test_dense_block_names_the_wrong_axis():
@@ -457,3 +463,17 @@ def test_dense_block_names_the_wrong_axis():
             features.append(layer(torch.cat(features, 2)))
         return torch.cat(features, 1)
     assert "wrong axis" in exercises.check_dense_block(wrong_axis).message
+
+
+def test_layers_in_a_plain_list_are_named_as_unregistered():
+    class ListHighway(nn.Module):
+        def __init__(self, width, gate_bias=-2.0):
+            super().__init__()
+            self.layers = [nn.Linear(width, width), nn.Linear(width, width)]
+
+        def forward(self, x):
+            t = torch.sigmoid(self.layers[1](x))
+            return t * torch.relu(self.layers[0](x)) + (1 - t) * x
+
+    message = exercises.check_highway_layer(ListHighway).message
+    assert "plain Python list" in message and "nn.ModuleList" in message

@@ -249,6 +249,14 @@ def build(cls: object, name: str, *args, seed: int = 0, **kwargs) -> tuple[nn.Mo
         return None, not_done(name)
     except Exception as err:
         return None, CheckResult(False, f"{name}({shown}) raised {_explain(err)}")
+    for sub in module.modules():   # layers PyTorch cannot see: no weights for the optimizer, none moved by .to()
+        for attr, value in vars(sub).items():
+            held = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+            if not attr.startswith("_") and any(isinstance(v, nn.Module) for v in held):
+                return None, CheckResult(False, f"{name}.{attr} keeps layers in a plain Python "
+                                                f"{type(value).__name__}, so PyTorch does not register them "
+                                                "(their weights are not the block's parameters): use "
+                                                "nn.ModuleList / nn.ModuleDict, or one attribute per layer")
     return module, None
 
 

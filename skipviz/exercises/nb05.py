@@ -20,8 +20,10 @@ def check_mean_abs_weight(value: object, n: int = 64) -> CheckResult:
         "that is the variance 2/n, not the mean of |w|": 2 / n,
         "that is E|w| for PyTorch's default U(-1/√n, 1/√n), 1/(2√n); He init draws from N(0, 2/n)":
             1 / (2 * math.sqrt(n)),
-        "either you used Var[w] = 1/n (Xavier's; He init has 2/n) or a factor √(1/π) where E|w| of a Gaussian "
-        "has √(2/π)": math.sqrt(1 / n) * math.sqrt(2 / math.pi),
+        "either you used Var[w] = 1/n (Xavier's; He init has 2/n) or the wrong factor between E|w| and the "
+        "standard deviation": math.sqrt(1 / n) * math.sqrt(2 / math.pi),
+        "you divided where the factor multiplies: E|w| of a zero-mean Gaussian is smaller than its standard "
+        "deviation, not larger": std * math.sqrt(math.pi / 2),
     }
     return check_number(value, "E|w|", std * math.sqrt(2 / math.pi), mistakes)
 
@@ -60,6 +62,8 @@ def check_quiet_layer(fn: object, seed: int | None = None) -> CheckResult:
             lambda s, f, t: _quiet(1.0, f, t),
         "you used factor², the variance's factor; the spread (a standard deviation) shrinks by the factor itself":
             lambda s, f, t: _quiet(s, f * f, t),
+        "you rounded the layer count to the nearest whole number; the first quiet layer needs it rounded up":
+            lambda s, f, t: 1 + round(math.log(t / s) / math.log(f)) if s >= t else 1,
     }
     for spread, factor, threshold in cases:
         value, problem = call_number(fn, "quiet_layer", f"quiet_layer({spread:g}, {factor:g}, {threshold:g})",
@@ -72,8 +76,14 @@ def check_quiet_layer(fn: object, seed: int | None = None) -> CheckResult:
         if value != int(value):
             return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) = {value:g}: a layer "
                                       "is a whole number (round up the layer count, not the spread)")
+        # the typical mistakes, recognized on the cases where layer 1 is not yet quiet (an answer
+        # may treat that edge on its own)
+        usual = [case for case in cases if case[0] >= case[2]]
+        if spread < threshold and all(value_or_nan(fn, *case) == _quiet(*case) for case in usual):
+            return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) = {value:g}: here "
+                                      "layer 1 is already below the threshold, so the answer is layer 1")
         for hint, wrong in mistakes.items():
-            if all(value_or_nan(fn, *case) == wrong(*case) for case in cases):
+            if all(value_or_nan(fn, *case) == wrong(*case) for case in usual):
                 return CheckResult(False, hint)
         return CheckResult(False, f"quiet_layer({spread:g}, {factor:g}, {threshold:g}) is wrong and matches none "
                                   "of the usual mistakes: step through the layers by hand for that case")

@@ -12,14 +12,15 @@ from .._validation import check_number as _check_arg
 from .._validation import check_seed
 from .feedback import CheckResult, as_number, call_number, exercise_check
 
-STOPPING_CASES = [(2.35, 0.05), (2.1, 0.3), (2.36, 0.05), (0.3, 0.1), (4.11, 0.1), (0.05, 0.1)]
+# The last: a section whose blocks do nothing (d_scaled = 0) still holds one block.
+STOPPING_CASES = [(2.35, 0.05), (2.1, 0.3), (2.36, 0.05), (0.3, 0.1), (4.11, 0.1), (0.05, 0.1), (0.0, 0.1)]
 
 
 @exercise_check
 def check_stopping_rule(answer: object, scaled_distance: float = 2.35, eps: float = 0.05) -> CheckResult:
     """Your stopping rule (notebook 06, exercise 2): a function blocks_for(d_scaled, eps) -> Hauser's
-    L = ceil(d_scaled / eps), checked on five cases — a quotient that is a whole number (where
-    floats show a tiny excess), fractional ones, and one below a single block; or one whole number,
+    L = ceil(d_scaled / eps), checked on seven cases — a quotient that is a whole number (where
+    floats show a tiny excess), fractional ones, one below a single block and d_scaled = 0; or one whole number,
     the blocks for `scaled_distance` and `eps`."""
     from ..perturbation import stopping_rule
 

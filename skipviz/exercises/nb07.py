@@ -197,6 +197,11 @@ def check_skip_block(cls: object) -> CheckResult:
             return problem
         if differs is not None and args == (8, 16):   # the lecture's reading: no conv2 when the channels change
             differs, _, _ = compare_modules(block, _SkipBlock(*args, second_conv=False), [x], name)
+        reading_input = [m for m in block.modules() if isinstance(m, nn.Conv1d) and m.in_channels == args[0]]
+        if differs is None and args == (8, 16) and len(reading_input) > 1:
+            # conv2 built for in_ch channels: unused here, but wrong (the lecture's bug, still in place)
+            return CheckResult(False, "conv2 is still built as Conv1d(in_ch, out_ch, ...), though it reads conv1's "
+                                      "output: out_ch channels. Build it as Conv1d(out_ch, out_ch, ...)")
         if differs is None:
             continue
         messages = dict(SKIP_MISTAKES)
