@@ -1,10 +1,11 @@
-"""`make bench`: wall times of every notebook (FAST and FULL, cold and warm cache), of the
+"""`make bench`: the wall time of `make test` itself and of its three passes (budget: 5 minutes),
+wall times of every notebook (FAST and FULL, cold and warm cache), of the
 package's hot functions, `make site` (build time and size), `make slides`, notebook 06's depth sweep on each backend, and the click-to-redraw latency of every notebook's widget
 in a real JupyterLab in Chromium, in the notebook and in the live slideshow, as ratios to a plain
 one-figure ipywidgets notebook measured in the same run. Prints tables; nothing here is a pass/fail test.
 
 Usage: python tests/bench.py [--notebooks 01 02] [--no-full] [--no-browser] [--repeat N] [--clicks N]
-                             [--no-landscape | --only-landscape]
+                             [--no-make-test] [--no-landscape | --only-landscape]
 (make bench BENCH_ARGS="--only-landscape"). The loss-landscape comparison is tests/bench_landscape.py.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -274,6 +276,27 @@ def bench_sweep() -> None:
     print(f"{'identical final losses on all three':56s}{str(same):>10s}")
 
 
+def bench_make_test() -> None:
+    """`make test` as CI runs it, set up already (its installs are stamps by then): the total
+    against the 5-minute budget, and each of its three commands."""
+    print("make test (environment set up):")
+    start = time.perf_counter()
+    run = subprocess.Popen(["make", "--no-print-directory", "test"], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    marks, last = [], start
+    for line in run.stdout:   # a pytest summary line ends each pass: "... passed in 57.1s"
+        if re.search(r"\d+ (passed|failed).* in [\d.]+s", line):
+            now = time.perf_counter()
+            marks.append((line.strip().strip("= "), now - last))
+            last = now
+    run.wait()
+    total = time.perf_counter() - start
+    for name, seconds in marks:
+        print(f"  {name[:54]:54s} {seconds:6.0f} s")
+    verdict = "passed" if run.returncode == 0 else f"FAILED (exit {run.returncode})"
+    print(f"  {'total':54s} {total:6.0f} s  ({total / 300:.0%} of the 5-minute budget; {verdict})\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", nargs="*", help="two-digit prefixes, e.g. 01 03 (default: all)")
@@ -281,6 +304,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="calls per timed function")
     parser.add_argument("--clicks", type=int, default=10, help="widget clicks per notebook in the browser")
     parser.add_argument("--no-browser", action="store_true", help="skip the JupyterLab latency run")
+    parser.add_argument("--no-make-test", action="store_true", help="skip timing `make test` itself")
     parser.add_argument("--no-landscape", action="store_true", help="skip the loss-landscape comparison")
     parser.add_argument("--only-landscape", action="store_true", help="run only the loss-landscape comparison")
     args = parser.parse_args()
@@ -289,6 +313,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"python {sys.version.split()[0]}\n")
     if not args.only_landscape:
+        if not args.no_make_test:
+            bench_make_test()
         bench_notebooks(args.notebooks, full=not args.no_full)
         bench_functions(args.repeat)
         print()

@@ -208,7 +208,10 @@ def build(out: Path, reuse_states: bool = False) -> float:
         index = index.replace("{" + key + "}", value)
     (src / "index.md").write_text(index, encoding="utf-8")
     for name, heading, sections in README_PAGES:
-        (src / f"{name}.md").write_text(f"# {heading}\n\n" + readme_sections(sections), encoding="utf-8")
+        body = readme_sections(sections)
+        if sections[0] == heading:   # one title: the page's, not the section's heading under it
+            body = body.split("\n", 1)[1]
+        (src / f"{name}.md").write_text(f"# {heading}\n\n" + body, encoding="utf-8")
     publishing = (TEMPLATE / "publishing.md").read_text(encoding="utf-8")
     for key, value in s.items():
         publishing = publishing.replace("{" + key + "}", value)
