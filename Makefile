@@ -138,10 +138,13 @@ handout: $(STUDENT_STAMP)
 hub-demo: $(HUB_STAMP)
 	$(PY) tools/hub.py demo
 
-# nbgrader's formgrader (JupyterLab in the course folder build/course, menu Nbgrader): grade the
-# answers in words by hand after `make grade`; then `make grades-csv` writes grades.csv with them.
+# nbgrader's formgrader (JupyterLab in the course folder, menu Nbgrader): grade the answers in words
+# by hand after `make grade`; then `make grades-csv` writes grades.csv and the feedback with them.
+# The course folder is build/course unless SKIPVIZ_COURSE names another (outside build/, which
+# `make clean` removes, for a term's grades).
+COURSE_DIR := $(or $(SKIPVIZ_COURSE),build/course)
 formgrader: $(STUDENT_STAMP)
-	cd build/course && $(abspath $(VENV))/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
+	cd "$(COURSE_DIR)" && $(abspath $(VENV))/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
 grades-csv: $(STUDENT_STAMP)
 	$(PY) tools/grade.py --export --out "$(GRADES)"

@@ -155,7 +155,7 @@ def lesion(model: nn.Module, dataset: Dataset, deleted_blocks: Sequence[int]) ->
     layers, first = _deletable_layers(model)
     deleted_blocks = _indices("deleted_blocks", deleted_blocks, first, len(layers) - 1, model)
     with deleted(model, deleted_blocks):
-        return evaluate(model, dataset, "test")[1]
+        return evaluate(model, dataset, "test").metric
 
 
 @contextlib.contextmanager

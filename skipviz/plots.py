@@ -126,13 +126,14 @@ def _describe_shown_figures() -> None:
     _INSTALLED["done"] = True
 
 
-def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kwargs):
-    """plt.subplots in the skipviz style, sized per panel (inches): returns (fig, axes).
+def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kwargs):
+    """plt.subplots(nrows, ncols) in the skipviz style, each panel `width` x `height` inches:
+    returns (fig, axes), as matplotlib does.
 
     Applies the style globally (like use_style): a temporary rc_context would also restore the
     backend when it exits and stop later figures from showing inline.
     """
-    ncols, nrows = check_int("ncols", ncols, maximum=100), check_int("nrows", nrows, maximum=100)
+    nrows, ncols = check_int("nrows", nrows, maximum=100), check_int("ncols", ncols, maximum=100)
     width, height = check_positive("width", width), check_positive("height", height)
     if width * ncols > 200 or height * nrows > 200:
         raise SkipvizValueError(f"width and height must give a figure under 200 inches a side; got "

@@ -208,11 +208,46 @@ def check_inputs(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> tuple[float, float]:
-    """(mean loss, metric) of `model` in eval mode on the 'train' or 'test' split, in one batch.
+class Evaluation(tuple):
+    """What `evaluate` returns: the pair (loss, metric), with names. `.loss` is the mean loss;
+    `.accuracy` (classification, 0..1) or `.mse` (regression) is the metric, and asking a
+    regression for its accuracy is refused rather than answered with its MSE."""
 
-    The metric is accuracy in 0..1 for classification and the MSE for regression. The model's
-    train/eval mode is restored afterwards.
+    def __new__(cls, loss: float, metric: float, task: str) -> Evaluation:
+        self = super().__new__(cls, (loss, metric))
+        self.task = task
+        return self
+
+    @property
+    def loss(self) -> float:
+        return self[0]
+
+    @property
+    def metric(self) -> float:
+        return self[1]
+
+    @property
+    def accuracy(self) -> float:
+        if self.task != "classification":
+            raise SkipvizValueError("this data set is a regression: its metric is the MSE, .mse, not .accuracy")
+        return self[1]
+
+    @property
+    def mse(self) -> float:
+        if self.task == "classification":
+            raise SkipvizValueError("this data set is a classification: its metric is .accuracy, not .mse")
+        return self[1]
+
+    def __repr__(self) -> str:
+        name = "accuracy" if self.task == "classification" else "mse"
+        return f"Evaluation(loss={self[0]:.4g}, {name}={self[1]:.4g})"
+
+
+def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> Evaluation:
+    """The mean loss and the metric of `model` in eval mode on the 'train' or 'test' split, in one
+    batch: an Evaluation, read as `.loss` and `.accuracy` (classification, 0..1) or `.mse`
+    (regression), or unpacked as `loss, metric = evaluate(...)`. The model's train/eval mode is
+    restored afterwards.
     """
     check_fits(model, dataset)
     x, y = dataset.split(split)
@@ -220,7 +255,7 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> tuple[f
         out = model(x)
         loss = loss_for_targets(out, y).item()
         metric = (out.argmax(1) == y).float().mean().item() if dataset.task == "classification" else loss
-    return loss, metric
+    return Evaluation(loss, metric, dataset.task)
 
 
 @contextlib.contextmanager
@@ -323,9 +358,9 @@ def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
             if step % s["eval_every"] == 0 or step == s["steps"]:
                 history.steps.append(step)
                 history.train_loss.append(running / count)
-                history.test_metric.append(evaluate(model, dataset, "test")[1])
+                history.test_metric.append(evaluate(model, dataset, "test").metric)
                 running, count = 0.0, 0
-    history.final_train_loss = evaluate(model, dataset, "train")[0]
+    history.final_train_loss = evaluate(model, dataset, "train").loss
     history.final_test_metric = history.test_metric[-1]
     model.eval()
     return history

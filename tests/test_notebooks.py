@@ -42,7 +42,7 @@ def test_conventions(path):
     nb = nbformat.read(path, as_version=4)
     first = code_cells(nb)[0]
     assert "parameters" in first.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
-    assert 'FAST = os.environ.get("SKIPVIZ_FAST", "0") == "1"' in first.source
+    assert re.search(r"^FAST = fast_mode\(\)", first.source, re.M) and "from skipviz.settings import fast_mode" in first.source
     assert re.search(r"^SEED = 0$", first.source, re.M)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "Learning goals" in nb.cells[0].source and "**Before you start.**" in nb.cells[0].source

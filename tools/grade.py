@@ -1,7 +1,7 @@
 """Grade a class's homework: `make grade SUBMISSIONS=folder` (or an LMS zip).
 
     python tools/grade.py SUBMISSIONS [--out build/grades] [--timeout 300]
-    python tools/grade.py --export [--out build/grades]   # grades.csv again, with the grades given by hand
+    python tools/grade.py --export [--out build/grades]   # grades.csv and feedback again, with the grades given by hand
 
 SUBMISSIONS is a folder with one subfolder per student (the student's id is the folder's name)
 holding the notebooks they handed in, or the zip an LMS exports with one file per student and
@@ -54,7 +54,7 @@ KILLED = ("raise RuntimeError('skipviz grading: this cell stopped the kernel (os
 
 def _student_id(name: str) -> str:
     """nbgrader's student id for a folder or file prefix: letters, digits and . _ - @ only."""
-    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("_") or "unnamed"
+    return re.sub(r"[^\w.@-]+", "_", name).strip("_") or "unnamed"
 
 
 def collect(submissions: Path, work: Path) -> dict[str, list[Path]]:
@@ -63,12 +63,22 @@ def collect(submissions: Path, work: Path) -> dict[str, list[Path]]:
         return zip_collect(submissions, work)
     if not submissions.is_dir():
         raise SystemExit(f"SUBMISSIONS must be a folder or a .zip; got {submissions}")
-    found: dict[str, list[Path]] = defaultdict(list)
+    found: dict[str, list[Path]] = {}
     for path in sorted(submissions.iterdir()):
-        if path.is_dir():
-            found[_student_id(path.name)] += sorted(p for p in path.rglob("*.ipynb")
-                                                    if ".ipynb_checkpoints" not in p.parts)
-    return dict(found)
+        if path.is_dir() and not path.name.startswith((".", "__")):   # .ipynb_checkpoints, __MACOSX
+            student = _student_id(path.name)
+            if student in found:
+                raise SystemExit(f"two folders give the student id {student!r} (ids keep letters, digits "
+                                 f"and . _ - @): rename one of them in {submissions}")
+            files = [p for p in path.rglob("*.ipynb") if not any(part.startswith((".", "__")) for part in p.parts)]
+            found[student] = _preferred_first(files)
+    return found
+
+
+def _preferred_first(files: list[Path]) -> list[Path]:
+    """A student's files in the order they are taken: a notebook's exact name first, then the
+    newest; a later copy of the same notebook is noted and not graded."""
+    return sorted(files, key=lambda p: (not any(p.name == n.name for n in homework.notebooks()), -p.stat().st_mtime))
 
 
 def zip_collect(archive: Path, work: Path) -> dict[str, list[Path]]:
@@ -85,7 +95,7 @@ def zip_collect(archive: Path, work: Path) -> dict[str, list[Path]]:
                           f"--CourseDirectory.root={scratch}")
         for got in sorted((scratch / "submitted").glob(f"*/{name}/{name}.ipynb")):
             found[_student_id(got.parts[-3])].append(got)
-    return dict(found)
+    return {student: _preferred_first(files) for student, files in found.items()}
 
 
 # ---------------------------------------------------------------------------- repairing
@@ -307,13 +317,16 @@ def grade(submissions: Path, out: Path, timeout: int = 300) -> Path:
     for path in homework.notebooks():   # the release the students got, and its gradebook entries
         homework.nbgrader(homework.COURSE, "generate_assignment", path.stem, "--force", "--create")
     release = _release()
-    for folder in ("submitted", "autograded", "feedback"):
-        shutil.rmtree(homework.COURSE / folder, ignore_errors=True)
     notes: dict[str, list[str]] = defaultdict(list)
     handed_in: dict[str, set[str]] = defaultdict(set)
     with tempfile.TemporaryDirectory() as tmp:
         classes = collect(submissions, Path(tmp))
         for student, files in sorted(classes.items()):
+            # this batch replaces what this student handed in before; other students keep theirs
+            for folder in ("submitted", "autograded", "feedback"):
+                shutil.rmtree(homework.COURSE / folder / student, ignore_errors=True)
+            if not files:
+                notes[student].append("no notebook (.ipynb) in the student's folder")
             for path in files:
                 nb, problem = read_submission(path)
                 name = identify(path, nb, release)
@@ -334,8 +347,10 @@ def grade(submissions: Path, out: Path, timeout: int = 300) -> Path:
                 notes[student] += grade_one(student, name, nb, timeout)
     assignments = [name for name in release if any(name in h for h in handed_in.values())]
     students = sorted(classes)
-    for assignment in assignments:
-        homework.nbgrader(homework.COURSE, "generate_feedback", assignment, "--force", env=_env(), check=False)
+    for student in students:
+        for name in assignments:
+            if name not in handed_in[student]:
+                notes[student].append(f"{name}: not handed in (0 for it)")
     return write_results(out, release, assignments, students, notes)
 
 
@@ -345,12 +360,16 @@ def export(out: Path) -> Path:
     if not (out / "batch.json").exists():
         raise SystemExit(f"{out} holds no grading run (batch.json): run make grade first")
     batch = json.loads((out / "batch.json").read_text())
-    return write_results(out, _release(), batch["assignments"], batch["students"], batch["notes"], feedback=False)
+    return write_results(out, _release(), batch["assignments"], batch["students"], batch["notes"])
 
 
 def write_results(out: Path, release: dict, assignments: list[str], students: list[str],
-                  notes: dict[str, list[str]], feedback: bool = True) -> Path:
+                  notes: dict[str, list[str]]) -> Path:
+    """grades.csv and exercises.csv from the gradebook, and each student's feedback made afresh
+    (so that grades given by hand since the last run are in it)."""
     out.mkdir(parents=True, exist_ok=True)
+    for assignment in assignments:
+        homework.nbgrader(homework.COURSE, "generate_feedback", assignment, "--force", env=_env(), check=False)
     batch = {"assignments": assignments, "students": students, "notes": notes}
     (out / "batch.json").write_text(json.dumps(batch, indent=1, sort_keys=True))
     rows = [r for r in exercises(release) if r[0] in assignments]
@@ -367,11 +386,11 @@ def write_results(out: Path, release: dict, assignments: list[str], students: li
             w.writerow([student, *["" if p is None else f"{p:g}" for p in points],
                         f"{sum(p for p in points if p is not None):g}", f"{sum(r[2] for r in rows):g}",
                         sum(p is None for p in points), " | ".join(notes.get(student, []))])
-    if not feedback:
-        return out / "grades.csv"
     shutil.rmtree(out / "feedback", ignore_errors=True)
     for html in sorted((homework.COURSE / "feedback").glob("*/*/*.html")):
         student = html.parts[-3]
+        if student not in students or html.parent.name not in assignments:
+            continue
         target = out / "feedback" / student / html.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(html, target)

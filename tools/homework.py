@@ -36,7 +36,9 @@ except ImportError:  # Python 3.10: pip's vendored copy
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "tools" / "homework.toml"
-COURSE = ROOT / "build" / "course"
+# The nbgrader course folder (its gradebook holds every grade): SKIPVIZ_COURSE moves it, e.g. out of
+# build/ (which `make clean` removes), or to a scratch folder for the tests.
+COURSE = Path(os.environ.get("SKIPVIZ_COURSE") or ROOT / "build" / "course").resolve()
 STUDENT = ROOT / "build" / "student"
 STUB = "raise NotImplementedError()"
 HIDDEN = "### BEGIN HIDDEN TESTS"

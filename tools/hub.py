@@ -62,6 +62,9 @@ def handout(repo: Path, student: Path | None = None) -> Path:
     if student is None:
         homework.release()
         student = homework.STUDENT
+    if repo.exists() and any(repo.iterdir()) and not (repo / "HEAD").exists():
+        raise SystemExit(f"{repo} is not a bare git repository: give a new folder (it is created) or a bare "
+                         "repository, then push it where the hub can clone it")
     if not (repo / "HEAD").exists():
         repo.mkdir(parents=True, exist_ok=True)
         _git("init", "--bare", "--initial-branch=main", str(repo), cwd=repo.parent)

@@ -6,6 +6,7 @@ feedback shows the check's one line and never a hidden test or a reference solut
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import subprocess
@@ -26,9 +27,14 @@ NAMES = [p.stem for p in homework.notebooks()]
 TIMEOUT = 30   # the infinite loop costs this once
 
 
+COURSE = {}   # the scratch nbgrader course of this module (never the lecturer's build/course)
+
+
 def make_grade(submissions: Path, out: Path) -> dict[str, dict[str, str]]:
+    env = {**os.environ, "SKIPVIZ_COURSE": str(COURSE["path"])}
     run = subprocess.run(["make", "--no-print-directory", "grade", f"SUBMISSIONS={submissions}",
-                          f"GRADE_TIMEOUT={TIMEOUT}", f"GRADES={out}"], cwd=ROOT, capture_output=True, text=True)
+                          f"GRADE_TIMEOUT={TIMEOUT}", f"GRADES={out}"], cwd=ROOT, capture_output=True, text=True,
+                         env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         return {row["student"]: row for row in csv.DictReader(f)}
@@ -36,6 +42,7 @@ def make_grade(submissions: Path, out: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    COURSE["path"] = tmp_path_factory.mktemp("course")
     release = tmp_path_factory.mktemp("release")
     subprocess.run([sys.executable, str(ROOT / "tools" / "student.py"), "--out", str(release)], check=True,
                    capture_output=True)
