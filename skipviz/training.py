@@ -207,7 +207,6 @@ def check_inputs(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
         raise SkipvizValueError(f"{name} holds inf or nan")
 
 
-@torch.no_grad()
 class Evaluation(tuple):
     """What `evaluate` returns: the pair (loss, metric), with names. `.loss` is the mean loss;
     `.accuracy` (classification, 0..1) or `.mse` (regression) is the metric, and asking a
@@ -243,6 +242,7 @@ class Evaluation(tuple):
         return f"Evaluation(loss={self[0]:.4g}, {name}={self[1]:.4g})"
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> Evaluation:
     """The mean loss and the metric of `model` in eval mode on the 'train' or 'test' split, in one
     batch: an Evaluation, read as `.loss` and `.accuracy` (classification, 0..1) or `.mse`

@@ -287,7 +287,7 @@ def bench_make_test() -> None:
     for line in run.stdout:   # a pytest summary line ends each pass: "... passed in 57.1s"
         if re.search(r"\d+ (passed|failed).* in [\d.]+s", line):
             now = time.perf_counter()
-            marks.append((line.strip().strip("= "), now - last))
+            marks.append((re.sub(r"\s*\(\d+:\d\d:\d\d\)", "", line.strip().strip("= ")), now - last))
             last = now
     run.wait()
     total = time.perf_counter() - start

@@ -156,3 +156,25 @@ def test_the_points_form_of_the_loss_is_each_points_own_loss(task):
     y = torch.randint(0, 3, (9,), generator=gen) if task == "classification" else torch.randn(9, 3, generator=gen)
     each = torch.stack([training.loss_for_targets(o, y) for o in out])
     torch.testing.assert_close(training.loss_for_targets(out, y, points=True), each, rtol=1e-6, atol=0)
+
+
+def test_evaluate_names_its_result_and_builds_no_graph():
+    from skipviz import data, models, training
+    from skipviz.errors import SkipvizValueError
+
+    class Spy(models.ResidualMLP):
+        def forward(self, x):
+            self.grad_enabled = torch.is_grad_enabled()
+            return super().forward(x)
+
+    net = Spy(2, 3, seed=0)
+    result = training.evaluate(net, data.spirals())
+    assert net.grad_enabled is False
+    loss, accuracy = result
+    assert (result.loss, result.accuracy) == (loss, accuracy) and 0 <= accuracy <= 1
+    with pytest.raises(SkipvizValueError, match="classification"):
+        result.mse
+    regression = training.evaluate(models.ResidualMLP(1, 1, seed=0), data.sine())
+    assert regression.mse == regression.loss
+    with pytest.raises(SkipvizValueError, match="regression"):
+        regression.accuracy
