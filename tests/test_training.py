@@ -173,8 +173,8 @@ def test_evaluate_names_its_result_and_builds_no_graph():
     loss, accuracy = result
     assert (result.loss, result.accuracy) == (loss, accuracy) and 0 <= accuracy <= 1
     with pytest.raises(SkipvizValueError, match="classification"):
-        result.mse
+        _ = result.mse
     regression = training.evaluate(models.ResidualMLP(1, 1, seed=0), data.sine())
     assert regression.mse == regression.loss
     with pytest.raises(SkipvizValueError, match="regression"):
-        regression.accuracy
+        _ = regression.accuracy
