@@ -259,7 +259,7 @@ def grade_one(student: str, name: str, nb: nbformat.NotebookNode, timeout: int) 
         cell = nb.cells[i]
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("locked"):   # a test that runs the student's code: stub the answer it tests
-            answer = meta.get("grade_id", "").removesuffix("-test").removesuffix("-hidden")
+            answer = _exercise(meta.get("grade_id", ""))
             target = next((c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == answer), None)
             if target is None:
                 break
@@ -272,23 +272,27 @@ def grade_one(student: str, name: str, nb: nbformat.NotebookNode, timeout: int) 
     return notes
 
 
+def _exercise(grade_id: str) -> str:
+    """The exercise a graded cell belongs to: its answer's grade id (`nb01-ex4-test`, `nb01-ex4-hidden`
+    -> `nb01-ex4`)."""
+    return grade_id.removesuffix("-test").removesuffix("-hidden")
+
+
 def exercises(release: dict) -> list[tuple[str, str, int, str]]:
     """(notebook, exercise, points, how graded) in notebook order; a hidden test belongs to its
     exercise."""
-    table = homework.load_points()
     rows = []
     for name, nb in release.items():
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
             if not meta.get("grade"):
                 continue
-            grade_id = meta["grade_id"]
-            exercise = grade_id.removesuffix("-test").removesuffix("-hidden")
+            exercise = _exercise(meta["grade_id"])
             how = "by hand" if meta.get("solution") else "automatically"
             if rows and rows[-1][1] == exercise:
-                rows[-1] = (name, exercise, rows[-1][2] + table[name][grade_id.removesuffix("-test")], how)
+                rows[-1] = (name, exercise, rows[-1][2] + meta["points"], how)
             else:
-                rows.append((name, exercise, table[name][grade_id.removesuffix("-test")], how))
+                rows.append((name, exercise, meta["points"], how))
     return rows
 
 
@@ -305,7 +309,7 @@ def scores(assignments: list[str], students: list[str]) -> dict[str, dict[str, f
                 except MissingEntry:
                     continue
                 for grade in sub.grades:
-                    exercise = grade.name.removesuffix("-test").removesuffix("-hidden")
+                    exercise = _exercise(grade.name)
                     score = None if grade.needs_manual_grade and grade.manual_score is None else grade.score
                     prev = result[student].get(exercise, 0.0)
                     result[student][exercise] = None if score is None or prev is None else prev + score
@@ -313,9 +317,7 @@ def scores(assignments: list[str], students: list[str]) -> dict[str, dict[str, f
 
 
 def grade(submissions: Path, out: Path, timeout: int = 300) -> Path:
-    homework.write_course(timeout=timeout)
-    for path in homework.notebooks():   # the release the students got, and its gradebook entries
-        homework.nbgrader(homework.COURSE, "generate_assignment", path.stem, "--force", "--create")
+    homework.generate(homework.COURSE, timeout)   # the release the students got, and its gradebook entries
     release = _release()
     notes: dict[str, list[str]] = defaultdict(list)
     handed_in: dict[str, set[str]] = defaultdict(set)
