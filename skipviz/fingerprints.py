@@ -9,6 +9,7 @@ everything that determines a result, so that a changed model never gets a stale 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import types
@@ -38,8 +39,8 @@ def cache_key(model: nn.Module, dataset: Dataset, settings: dict) -> str:
         raise SkipvizTypeError(f"settings must be a dict of the run's arguments; got {show(settings)}")
     h = hashlib.sha256()
     # The constructor's config names what the weights alone cannot (v1 and v2 blocks share shapes).
-    config = getattr(model, "config", {})
-    config = sorted(config.items()) if isinstance(config, dict) else repr(config)
+    config = getattr(model, "config", None)
+    config = sorted(dataclasses.asdict(config).items()) if dataclasses.is_dataclass(config) else repr(config)
     h.update(f"format={CACHE_FORMAT}|torch={torch.__version__}|{type(model).__name__}|{config}|"
              f"{model!r}|{sorted(settings.items())}".encode())
     h.update(str(list(getattr(model, "skips", []))).encode())

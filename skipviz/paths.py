@@ -105,8 +105,8 @@ def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList
             if getattr(block, "changes_shape", False):
                 raise SkipvizValueError(f"model's block {i} changes the shape of its input, so the blocks "
                                         "cannot be reordered; use a model whose blocks all keep their shape")
-        if isinstance(model, ResNet1d) and model.config["sections"] > 1:
-            raise SkipvizValueError(f"model is a ResNet1d with {model.config['sections']} sections, whose "
+        if isinstance(model, ResNet1d) and model.config.sections > 1:
+            raise SkipvizValueError(f"model is a ResNet1d with {model.config.sections} sections, whose "
                                     "blocks have different widths and cannot trade places; use sections=1")
     return blocks
 
@@ -237,8 +237,8 @@ def _split_vjps(block: nn.Module, x: torch.Tensor, u: torch.Tensor) -> tuple[tor
 def _forward_parts(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """Block inputs x_0..x_{n-1}, dL/dx_n, and a function mapping cotangents at x_0 to the input."""
     blocks = residual_blocks(model)
-    if isinstance(model, ResNet1d) and model.config["sections"] > 1:
-        raise SkipvizValueError(f"model is a ResNet1d with {model.config['sections']} sections: the "
+    if isinstance(model, ResNet1d) and model.config.sections > 1:
+        raise SkipvizValueError(f"model is a ResNet1d with {model.config.sections} sections: the "
                                 "split by path length needs one chain of blocks; use sections=1")
     check_input_fits(model, x, y)
     if not all(model.skips):

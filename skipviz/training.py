@@ -27,6 +27,7 @@ from ._validation import (
 from .data import Dataset
 from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
 from .fingerprints import CACHE_FORMAT, cache_key
+from .models import ModelConfig
 from .settings import cache_dir, progress_bars
 
 __all__ = ["OPTIMIZERS", "History", "eval_mode", "evaluate", "fit", "loss_for_targets"]
@@ -145,27 +146,25 @@ def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: s
     if classification and y.min() < 0:
         raise SkipvizValueError(f"{ys} must hold class labels >= 0; got {int(y.min())}")
     config = getattr(model, "config", None)
-    config = config if isinstance(config, dict) else {}
-    takes = config.get("in_dim", config.get("in_len"))
-    if isinstance(takes, int) and (x.dim() != 2 or x.shape[1] != takes):
-        key = "in_dim" if "in_dim" in config else "in_len"
+    sized = isinstance(config, ModelConfig)
+    key, takes = config.input_size() if sized else ("", None)
+    if sized and (x.dim() != 2 or x.shape[1] != takes):
         raise SkipvizValueError(f"model {name}({key}={takes}) takes inputs of {takes} features, but {xs} has "
-                         f"shape {tuple(x.shape[1:])} per example")
+                                f"shape {tuple(x.shape[1:])} per example")
     classes = num_classes if num_classes is not None else (int(y.max()) + 1 if classification else None)
-    gives = config.get("out_dim", config.get("num_classes"))
-    if isinstance(gives, int) and isinstance(takes, int):
+    if sized:
+        key, gives = config.output_size()
         if not classification and y.dim() != 2:
             raise SkipvizValueError(f"{ys} must have shape (batch, {gives}) for model {name}: one target per "
                                     f"output; got {tuple(y.shape)}")
         wanted = classes if classification else y.shape[1]
-        key = "out_dim" if "out_dim" in config else "num_classes"
         if classification and (gives != wanted if num_classes is not None else gives < wanted):
             raise SkipvizValueError(f"model {name}({key}={gives}) has {gives} outputs, but {ys} has {wanted} "
-                             f"classes: it needs {key}={wanted}")
+                                    f"classes: it needs {key}={wanted}")
         if not classification and gives != wanted:
             raise SkipvizValueError(f"model {name}({key}={gives}) has {gives} outputs, but {ys} "
-                             f"have shape {tuple(y.shape[1:])} per example: a regression needs "
-                             f"{key} = {wanted}")
+                                    f"have shape {tuple(y.shape[1:])} per example: a regression needs "
+                                    f"{key} = {wanted}")
         return
     try:
         with torch.no_grad(), eval_mode(model):

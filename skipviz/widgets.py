@@ -3,7 +3,9 @@ to `model.skips`. Figures are shown as PNG images, so a redraw is one render and
 
 from __future__ import annotations
 
+import asyncio
 import math
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -228,7 +230,9 @@ class SkipToggles(widgets.VBox):
     switches (notebook 03 uses it for the blocks kept in a lesion study).
 
     `value` is the list of booleans; when `model` is given every change is written to
-    `model.skips`. Observe `value` (as FigurePanel does) to redraw on every toggle.
+    `model.skips`, and a change of `model.skips` made in code shows within `POLL_SECONDS` in a
+    kernel (or at once with `refresh()`). Observe `value` (as FigurePanel does) to redraw on
+    every toggle.
     """
 
     value = traitlets.List(traitlets.Bool())
@@ -288,12 +292,35 @@ class SkipToggles(widgets.VBox):
         super().__init__(rows)
         self._syncing = False
         self.value = start
-        if model is not None and hasattr(model, "on_skips_change"):
-            model.on_skips_change(self._follow_model)  # a `model.skips = ...` elsewhere shows here
+        if model is not None:
+            self._poll_model()
 
-    def _follow_model(self, skips: list[bool]) -> None:
-        if list(skips) != [b.value for b in self.buttons] and not self._writing:
-            self.set(skips)
+    # How often a toggle grid with a model looks for a `model.skips = ...` made elsewhere. The
+    # model knows nothing of widgets, so the grid polls it, on the kernel's event loop.
+    POLL_SECONDS = 0.5
+
+    def refresh(self) -> None:
+        """Show the model's current skips (after a `model.skips = ...` made in code)."""
+        if self.model is not None and list(self.model.skips) != [b.value for b in self.buttons]:
+            self.set(list(self.model.skips))
+
+    def _open(self) -> bool:
+        return self.comm is not None  # closed widgets stop polling
+
+    def _poll_model(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a test): `refresh()` when needed
+            return
+        me = weakref.ref(self)
+
+        def poll() -> None:
+            toggles = me()
+            if toggles is not None and toggles._open():
+                toggles.refresh()
+                loop.call_later(SkipToggles.POLL_SECONDS, poll)
+
+        loop.call_later(self.POLL_SECONDS, poll)
 
     def set(self, mask: Sequence[bool]) -> None:
         """Set every toggle at once (one update, one redraw)."""
@@ -323,13 +350,7 @@ class SkipToggles(widgets.VBox):
         if not self._syncing:
             self.value = [b.value for b in self.buttons]
 
-    _writing = False
-
     @traitlets.observe("value")
     def _write_model(self, change) -> None:
         if self.model is not None and list(self.model.skips) != list(change["new"]):
-            self._writing = True
-            try:
-                self.model.skips = list(change["new"])
-            finally:
-                self._writing = False
+            self.model.skips = list(change["new"])

@@ -35,7 +35,8 @@ from bench import timed  # noqa: E402  (tests/ is on sys.path as this script's f
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from skipviz import curvature, data, directions, landscape, models, surfaces, training  # noqa: E402
+from skipviz import data, landscape, models, training  # noqa: E402
+from skipviz.landscape import directions  # noqa: E402
 
 
 def seconds(fn, repeat: int = 1) -> float:
@@ -174,11 +175,10 @@ def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, roun
     dy = landscape.random_direction(model, seed=2)
     gflop = steps * steps * linear_flops(model, len(ds.x_train)) / 1e9
     coords = directions.grid(steps, 1.0).tolist()
-    surfaces._TRUSTED.clear()
-    auto = landscape.surface_2d(model, ds, dx, dy, steps=steps)  # the one-off timing trial
-    fns = {"auto": lambda: landscape.surface_2d(model, ds, dx, dy, steps=steps)}
+    auto = landscape.surface_2d(model, ds, dx, dy, points=steps, cache=False)  # which method auto picks
+    fns = {"auto": lambda: landscape.surface_2d(model, ds, dx, dy, points=steps, cache=False)}
     for method in ("batched", "vmap", "loop"):
-        fns[method] = lambda m=method: landscape.surface_2d(model, ds, dx, dy, steps=steps, method=m)
+        fns[method] = lambda m=method: landscape.surface_2d(model, ds, dx, dy, points=steps, method=m, cache=False)
     fns["ll"] = lambda: loss_landscapes_plane(copy.deepcopy(model), ds.x_train, ds.y_train, steps)
     fns["paper"] = lambda: paper_style_plane(copy.deepcopy(model), ds.x_train, ds.y_train, dx, dy, coords)
     before = matmul_peak()
@@ -206,12 +206,12 @@ def bench_hessian(rounds: int) -> None:
     training.fit(model, ds, steps=300, progress=False, cache=False)
     print(f"\nHessian extremes at a trained residual 4 x 32 net ({models.count_parameters(model)} "
           f"parameters), {n} points (medians of {rounds} interleaved runs)")
-    default_steps = inspect.signature(landscape.hessian_extremes).parameters["steps"].default
+    default_steps = inspect.signature(landscape.hessian_extremes).parameters["iterations"].default
     results = {}
 
     def ours(steps: int) -> Callable[[], None]:
         def run() -> None:
-            results[steps] = landscape.hessian_extremes(model, ds, steps=steps)
+            results[steps] = landscape.hessian_extremes(model, ds, iterations=steps, cache=False)
         return run
 
     def paper() -> None:
@@ -224,7 +224,7 @@ def bench_hessian(rounds: int) -> None:
         label = f"skipviz hessian_extremes, {steps} steps" + (" (default)" if steps == default_steps else "")
         print(f"  {label:46s}{times[steps]:7.3f}s  lambda_max {r.lambda_max:9.3f}  lambda_min "
               f"{r.lambda_min:8.4f}  residuals {r.residual_max:.1e}, {r.residual_min:.1e}; "
-              f"{r.steps} products; paper-style {times['paper'] / times[steps]:.1f}x slower")
+              f"{r.iterations} products; paper-style {times['paper'] / times[steps]:.1f}x slower")
     batches = -(-n // 128)
     print(f"  {'paper-style min_max_hessian_eigs (tol 1e-2)':46s}{times['paper']:7.3f}s  lambda_max "
           f"{top:9.3f}  lambda_min {low:8.4f}  ({products} products)")
@@ -237,8 +237,8 @@ def bench_hessian(rounds: int) -> None:
     vector = torch.randn(1, len(flat.vector), generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
     with training.eval_mode(model):
-        operators = {"rop": curvature._hessian_operator(model, ds, "train", None, weights),
-                     "autograd": curvature._hessian_operator(model, ds, "train", None, weights,
+        operators = {"rop": products.hessian_products(model, ds, "train", None, weights),
+                     "autograd": products.hessian_products(model, ds, "train", None, weights,
                                                              autograd=True)}
         repeats = 20
         product_times = interleaved({k: (lambda op=op: [op(vector) for _ in range(repeats)])
@@ -263,8 +263,8 @@ def bench_hessian(rounds: int) -> None:
     d2 = landscape.random_direction(model, seed=2)
     k, lsteps = 5, 20
     times = interleaved({
-        "map": lambda: landscape.curvature_map(model, ds, d1, d2, steps=k, lanczos_steps=lsteps),
-        "one": lambda: landscape.hessian_extremes(model, ds, steps=lsteps),
+        "map": lambda: landscape.curvature_map(model, ds, d1, d2, points=k, lanczos_iterations=lsteps, cache=False),
+        "one": lambda: landscape.hessian_extremes(model, ds, iterations=lsteps, cache=False),
     }, rounds)
     print(f"  skipviz curvature_map {k}x{k}, {lsteps} Lanczos steps, batched by 8 points "
           f"{times['map']:6.2f}s ({times['one'] * k * k / times['map']:.1f}x faster than {k * k} "

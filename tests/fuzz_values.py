@@ -116,17 +116,17 @@ OVERRIDES: dict[str, dict[str, Callable[[], Any]]] = {
     "claims.margin_all": {"values": lambda: [margin_compare(1.0, "<", 2.0)]},
     "claims.margin_and": {"thunks": lambda: (lambda: True,)},
     "landscape.check_direction": {"name": lambda: "direction"},
-    "landscape.curvature_map": {"steps": lambda: 2, "lanczos_steps": lambda: 3},
+    "landscape.curvature_map": {"points": lambda: 2, "lanczos_iterations": lambda: 3},
     "landscape.direction_to": {"state": lambda: models.ResidualMLP(2, 3, 4, 2, seed=1).state_dict()},
-    "landscape.hessian_extremes": {"steps": lambda: 3},
+    "landscape.hessian_extremes": {"iterations": lambda: 3},
     "landscape.lanczos_extremes": {"matvec": lambda: _diag_matvec, "n": lambda: 5,
-                                   "steps": lambda: 3},
+                                   "iterations": lambda: 3},
     "landscape.nonconvex_fraction": {"lambda_max": lambda: torch.tensor([[2.0, 1.0], [1.0, 3.0]]),
                                      "lambda_min": lambda: torch.tensor([[-1.0, 0.0], [0.1, 0.0]])},
     "landscape.slice_curvature": {"surface": lambda: _surface()},
-    "landscape.surface_1d": {"steps": lambda: 3},
-    "landscape.surface_2d": {"steps": lambda: 3},
-    "hvp.hessian_operator": {"params": lambda: None, "buffers": lambda: {}},
+    "landscape.surface_1d": {"points": lambda: 3},
+    "landscape.surface_2d": {"points": lambda: 3},
+    "landscape.fast.rop.hessian_operator": {"params": lambda: None, "buffers": lambda: {}},
     "exercises.check_glorot_factor": {"value": lambda: 0.0},
     "exercises.check_leaky_relu_factor": {"value": lambda: 0.0},
     "exercises.check_adam_step": {"answer": lambda: None},
@@ -160,7 +160,7 @@ def _diag_matvec(v):
 @functools.cache
 def _surface_cached():
     m = small_res()
-    return landscape.surface_2d(m, spirals(), direction_of(), direction_of(seed=1), steps=3)
+    return landscape.surface_2d(m, spirals(), direction_of(), direction_of(seed=1), points=3)
 
 
 def _surface():
@@ -183,7 +183,7 @@ def valid_arguments(qualname: str, fn: Callable) -> dict[str, Any]:
             out[p.name] = ()
         else:
             raise KeyError(f"{qualname}: no valid value known for parameter {p.name!r}")
-    if qualname == "hvp.hessian_operator":
+    if qualname == "landscape.fast.rop.hessian_operator":
         m = out["model"]
         out["params"] = {k: p.detach().unsqueeze(0) for k, p in m.named_parameters()}
     return out

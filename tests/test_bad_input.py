@@ -238,7 +238,7 @@ BAD = [
     ("surface_1d nan", lambda: landscape.surface_1d(res(), spiral_set(), [d * NAN for d in direction(res())]), "inf or nan"),
     ("surface_1d shape", lambda: landscape.surface_1d(res(), spiral_set(), direction(models.ResidualMLP(2, 3, width=4, depth=3))), "shape of model's parameter"),
     ("surface_1d method", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), method="fast"), "method"),
-    ("surface_1d steps 1", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), steps=1), "steps"),
+    ("surface_1d points 1", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), points=1), "points"),
     ("surface_1d span 0", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), span=0), "span"),
     ("surface_1d split", lambda: landscape.surface_1d(res(), spiral_set(), direction(res()), split="val"), "split"),
     ("surface_1d model/data", lambda: landscape.surface_1d(models.ResidualMLP(2, 2, width=8, depth=3), spiral_set(), direction(models.ResidualMLP(2, 2, width=8, depth=3))), "out_dim=2"),
@@ -246,12 +246,12 @@ BAD = [
     ("surface_2d chunk 0", lambda: landscape.surface_2d(res(), spiral_set(), direction(res()), direction(res()), chunk_size=0), "chunk_size"),
     ("surface_2d model/data", lambda: landscape.surface_2d(models.ResidualMLP(3, 3, width=8, depth=3), spiral_set(), direction(models.ResidualMLP(3, 3, width=8, depth=3)), direction(models.ResidualMLP(3, 3, width=8, depth=3))), "in_dim=3"),
     ("surface_2d dir_y None", lambda: landscape.surface_2d(res(), spiral_set(), direction(res()), None), "dir_y"),
-    ("hessian steps 1", lambda: landscape.hessian_extremes(res(), spiral_set(), steps=1), "steps"),
+    ("hessian iterations 1", lambda: landscape.hessian_extremes(res(), spiral_set(), iterations=1), "iterations"),
     ("hessian tol 0", lambda: landscape.hessian_extremes(res(), spiral_set(), tol=0), "tol"),
     ("hessian seed", lambda: landscape.hessian_extremes(res(), spiral_set(), seed=0.5), "seed"),
     ("hessian model/data", lambda: landscape.hessian_extremes(models.ResidualMLP(2, 2, width=8, depth=3), spiral_set()), "out_dim=2"),
     ("hessian batch 0", lambda: landscape.hessian_extremes(res(), spiral_set(), batch_size=0), "batch_size"),
-    ("curvature lanczos 1", lambda: landscape.curvature_map(res(), spiral_set(), direction(res()), direction(res()), lanczos_steps=1), "lanczos_steps"),
+    ("curvature lanczos 1", lambda: landscape.curvature_map(res(), spiral_set(), direction(res()), direction(res()), lanczos_iterations=1), "lanczos_iterations"),
     ("curvature model/data", lambda: landscape.curvature_map(models.ResidualMLP(3, 3, width=8, depth=3), spiral_set(), direction(models.ResidualMLP(3, 3, width=8, depth=3)), direction(models.ResidualMLP(3, 3, width=8, depth=3))), "in_dim=3"),
     ("direction_to missing", lambda: landscape.direction_to(res(), {}), "state must hold"),
     # widgets
@@ -597,8 +597,26 @@ def test_skip_toggles_follow_a_change_made_elsewhere():
     net = res()
     toggles = widgets.SkipToggles(net)
     net.skips = [False, True, False]
+    toggles.refresh()
     assert toggles.value == [False, True, False] and [b.value for b in toggles.buttons] == [False, True, False]
     net.skips[1] = False
+    toggles.refresh()
     assert toggles.value == [False, False, False]
     toggles.buttons[2].value = True
     assert net.skips == [False, False, True]
+
+
+def test_skip_toggles_poll_the_model_on_a_running_event_loop(monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(widgets.SkipToggles, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(widgets.SkipToggles, "_open", lambda self: True)  # as in a kernel
+
+    async def scenario():
+        net = res()
+        toggles = widgets.SkipToggles(net)
+        net.skips = [False, True, False]
+        await asyncio.sleep(0.1)
+        return toggles.value
+
+    assert asyncio.run(scenario()) == [False, True, False]

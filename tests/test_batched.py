@@ -5,7 +5,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from skipviz import batched, directions, landscape, models
+from skipviz import landscape, models
+from skipviz.landscape import directions
+from skipviz.landscape.fast import points as batched
 
 
 def with_random_statistics(model: nn.Module) -> nn.Module:
@@ -98,10 +100,11 @@ def test_a_linear_used_on_the_input_and_again_later():
 
 def test_folds_and_accumulates_where_it_should():
     ev = batched.PointEvaluator(with_random_statistics(MODELS["v1 batch norm"]()))
-    assert len(ev.folds) == 6  # both Linears of each of 3 blocks feed a batch norm
+    folds = [st for st in ev.steps if st.norm]
+    assert len(folds) == 6  # both Linears of each of 3 blocks feed a batch norm
     assert len(ev.into) == 3  # each block's second product adds onto its input
     plain = batched.PointEvaluator(MODELS["v1 no norm"]().eval())
-    assert not plain.folds and len(plain.into) == 3  # through the nn.Identity "norms"
+    assert not any(st.norm for st in plain.steps) and len(plain.into) == 3  # through the nn.Identity "norms"
     v2 = batched.PointEvaluator(MODELS["v2 span 1"]().eval())
     assert not v2.into  # the act after the product comes before the addition
 
@@ -204,8 +207,8 @@ def test_unsupported_layers_and_training_mode_are_refused(spirals_small):
         batched.PointEvaluator(model)
     dx, dy = landscape.random_direction(model, seed=1), landscape.random_direction(model, seed=2)
     with pytest.raises(ValueError, match="LayerNorm has parameters.*method='auto', 'vmap' or 'loop'"):
-        landscape.surface_2d(model, spirals_small, dx, dy, steps=3, method="batched")
-    auto = landscape.surface_2d(model, spirals_small, dx, dy, steps=3)
+        landscape.surface_2d(model, spirals_small, dx, dy, points=3, method="batched")
+    auto = landscape.surface_2d(model, spirals_small, dx, dy, points=3)
     assert auto.method in ("vmap", "loop")
 
     bn = models.ResidualMLP(40, 10, width=8, depth=1, norm="batch").train()

@@ -53,8 +53,8 @@ def xy(n=6):
 @pytest.mark.parametrize("call", [
     lambda net, ds: training.fit(net, ds, steps=1, cache=False, progress=False),
     lambda net, ds: training.evaluate(net, ds),
-    lambda net, ds: landscape.surface_1d(net, ds, landscape.random_direction(net), steps=3),
-    lambda net, ds: landscape.hessian_extremes(net, ds, steps=3),
+    lambda net, ds: landscape.surface_1d(net, ds, landscape.random_direction(net), points=3),
+    lambda net, ds: landscape.hessian_extremes(net, ds, iterations=3),
 ], ids=["fit", "evaluate", "surface_1d", "hessian_extremes"])
 def test_a_float64_model_on_float32_data_is_refused_with_the_fix(spirals, call):
     with pytest.raises(SkipvizValueError, match=r"float32 but model's weights have torch.float64.*model.to"):
@@ -245,13 +245,15 @@ def test_skip_toggles_refuse_bad_arguments_and_never_disagree_with_the_model():
     assert toggles.value == list(net.skips) == [b.value for b in toggles.buttons] == [True] * 3
 
 
-def test_a_lambda_listener_is_kept_and_called():
-    net, seen = small(), []
-    net.on_skips_change(lambda skips: seen.append(skips))
-    import gc
-    gc.collect()
-    net.skips = [False, True, True]
-    assert seen == [[False, True, True]]
+def test_models_know_nothing_of_widgets():
+    """A model's skips are plain state: nothing registers with it (the toggles poll it)."""
+    import weakref
+
+    import skipviz.models.core as core
+
+    assert not hasattr(small(), "on_skips_change")
+    assert not [name for name, v in vars(core).items()
+                if not name.startswith("__") and isinstance(v, (weakref.WeakKeyDictionary, dict))]
 
 
 # ---------------------------------------------------------------------------- claims
@@ -307,11 +309,11 @@ def test_fraction_in_range_refuses_fractional_bounds():
         paths.fraction_in_range(10, 2.5, 7.5)
 
 
-def test_center_loss_of_an_even_grid_names_steps(spirals):
+def test_center_loss_of_an_even_grid_names_points(spirals):
     net = small()
     surface = landscape.surface_2d(net, spirals, landscape.random_direction(net),
-                                   landscape.random_direction(net, seed=1), steps=4)
-    with pytest.raises(SkipvizValueError, match="odd number of steps.*steps=4"):
+                                   landscape.random_direction(net, seed=1), points=4)
+    with pytest.raises(SkipvizValueError, match="odd number of points.*points=4"):
         surface.center_loss  # noqa: B018
 
 
@@ -330,7 +332,7 @@ def test_direction_to_another_model_says_to_pass_its_state_dict():
 
 def test_lanczos_names_a_matvec_of_the_wrong_shape():
     with pytest.raises(SkipvizValueError, match=r"matvec must return .* shape \(1, 5\)"):
-        landscape.lanczos_extremes(lambda v: v[:, :3], n=5, steps=3)
+        landscape.lanczos_extremes(lambda v: v[:, :3], n=5, iterations=3)
 
 
 # ---------------------------------------------------------------------------- silent misreads

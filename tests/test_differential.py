@@ -15,7 +15,8 @@ from test_batched import with_random_statistics
 from test_landscape_models import CUSTOM
 from torch import nn
 
-from skipviz import curvature, data, directions, landscape, models, surfaces
+from skipviz import data, landscape, models
+from skipviz.landscape import directions, products, surfaces
 
 IN, CLASSES, LENGTH = 6, 3, 16
 
@@ -152,14 +153,14 @@ def test_every_method_gives_the_reference_or_is_refused(family, index):
         return
     weights = flat.vector + 0.1 * torch.randn(2, len(flat.vector), generator=gen)
     v = torch.randn(2, len(flat.vector), generator=gen)
-    want = curvature._products(net, dataset, "train", None, weights, reference=True)(v)
-    kinds = {"checked": curvature._hessian_operator(net, dataset, "train", None, weights)}
+    want = products._products(net, dataset, "train", None, weights, reference=True)(v)
+    kinds = {"checked": products.hessian_products(net, dataset, "train", None, weights)}
     if refused["r-operator"] is None:
-        fast = curvature._products(net, dataset, "train", None, weights)
+        fast = products._products(net, dataset, "train", None, weights)
         assert fast.kind == "r-operator"
         kinds["r-operator"] = fast
     if refused["batched"] is None:
-        autograd = curvature._products(net, dataset, "train", None, weights, autograd=True)
+        autograd = products._products(net, dataset, "train", None, weights, autograd=True)
         assert autograd.kind == "batched"
         kinds["batched autograd"] = autograd
     for kind, matvec in kinds.items():

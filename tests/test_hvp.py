@@ -7,7 +7,9 @@ from test_batched import half_skips, with_random_statistics
 from torch import nn
 from torch.func import functional_call
 
-from skipviz import directions, hvp, models
+from skipviz import models
+from skipviz.landscape import directions
+from skipviz.landscape.fast import rop as hvp
 
 
 class Shared(nn.Module):

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from skipviz import data, directions, landscape, models, settings, training
+from skipviz import data, landscape, models, settings, training
+from skipviz.landscape import directions
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_surface_2d_is_centred_and_oriented(trained, spirals, method):
     dy = landscape.random_direction(trained, seed=2)
     trained.train()  # the landscape is taken in eval mode and the mode restored
     before = snapshot(trained)
-    s = landscape.surface_2d(trained, spirals, dx, dy, steps=7, span=0.6, method=method)
+    s = landscape.surface_2d(trained, spirals, dx, dy, points=7, span=0.6, method=method)
     assert trained.training
     assert_unchanged(trained, before)
     assert torch.equal(s.alphas, -s.alphas.flip(0)) and s.alphas[3] == 0 and s.alphas[-1] == 0.6
@@ -121,18 +122,18 @@ def test_surface_2d_is_centred_and_oriented(trained, spirals, method):
 def test_methods_agree_and_calls_repeat_exactly(trained, spirals):
     dx = landscape.random_direction(trained, seed=1)
     dy = landscape.random_direction(trained, seed=2)
-    by_vmap = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="vmap", chunk_size=4)
-    by_loop = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="loop")
-    by_batch = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="batched", chunk_size=3)
+    by_vmap = landscape.surface_2d(trained, spirals, dx, dy, points=5, method="vmap", chunk_size=4)
+    by_loop = landscape.surface_2d(trained, spirals, dx, dy, points=5, method="loop")
+    by_batch = landscape.surface_2d(trained, spirals, dx, dy, points=5, method="batched", chunk_size=3)
     torch.testing.assert_close(by_vmap.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(by_batch.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(by_batch.accuracies, by_loop.accuracies)
-    again = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="auto")
-    assert torch.equal(again.losses, landscape.surface_2d(trained, spirals, dx, dy, steps=5).losses)
+    again = landscape.surface_2d(trained, spirals, dx, dy, points=5, method="auto")
+    assert torch.equal(again.losses, landscape.surface_2d(trained, spirals, dx, dy, points=5).losses)
     # Directions that move the batch norms' scales too: the folds are then done chunk by chunk.
     dx, dy = (landscape.random_direction(trained, ignore="none", seed=s) for s in (1, 2))
-    by_loop = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="loop")
-    by_batch = landscape.surface_2d(trained, spirals, dx, dy, steps=5, method="batched", chunk_size=3)
+    by_loop = landscape.surface_2d(trained, spirals, dx, dy, points=5, method="loop")
+    by_batch = landscape.surface_2d(trained, spirals, dx, dy, points=5, method="batched", chunk_size=3)
     torch.testing.assert_close(by_batch.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(by_batch.accuracies, by_loop.accuracies)
 
@@ -146,7 +147,7 @@ def test_surface_1d_interpolates_from_initialization(spirals):
     line = landscape.surface_1d(model, spirals, to_start, alphas=[0.0, 0.5, 1.0])
     assert line.losses[0].item() == pytest.approx(training.evaluate(model, spirals, "train")[0], rel=1e-6)
     assert line.losses[2].item() == pytest.approx(initial_loss, rel=1e-5)
-    slice_ = landscape.surface_1d(model, spirals, landscape.random_direction(model), steps=9, span=2)
+    slice_ = landscape.surface_1d(model, spirals, landscape.random_direction(model), points=9, span=2)
     assert len(slice_.alphas) == 9 and slice_.alphas[4] == 0 and slice_.alphas[0] == -2
 
 
@@ -173,14 +174,14 @@ def test_hessian_extremes_match_dense_eigendecomposition(trained, spirals):
     lmax, lmin = dense_extremes(trained, spirals)
     assert lmin < 0 < lmax  # not a trivial case: the Hessian is indefinite here
     before = snapshot(trained)
-    r = landscape.hessian_extremes(trained, spirals, steps=60)
+    r = landscape.hessian_extremes(trained, spirals, iterations=60)
     assert_unchanged(trained, before)
     assert r.lambda_max == pytest.approx(lmax, rel=0.01)
     assert r.lambda_min == pytest.approx(lmin, rel=0.01)
     assert r.residual_max < 1e-3 * lmax and r.residual_min < 1e-3 * lmax
     assert r.ratio == pytest.approx(abs(lmin / lmax), rel=0.02)
     # Splitting the data into pieces must average, not sum, the pieces' Hessians.
-    pieces = landscape.hessian_extremes(trained, spirals, steps=60, batch_size=64)
+    pieces = landscape.hessian_extremes(trained, spirals, iterations=60, batch_size=64)
     assert pieces.lambda_max == pytest.approx(r.lambda_max, rel=1e-4)
     assert pieces.lambda_min == pytest.approx(r.lambda_min, rel=1e-3)
 
@@ -189,7 +190,7 @@ def test_hessian_of_a_regression_loss():
     sine = data.sine(n_train=64, n_test=16)
     model = models.PlainMLP(1, 1, width=10, depth=2, activation="tanh")
     lmax, lmin = dense_extremes(model, sine)
-    r = landscape.hessian_extremes(model, sine, steps=80)
+    r = landscape.hessian_extremes(model, sine, iterations=80)
     assert r.lambda_max == pytest.approx(lmax, rel=0.01)
     assert r.lambda_min == pytest.approx(lmin, rel=0.01, abs=1e-3 * lmax)
 
@@ -199,7 +200,7 @@ def test_lanczos_on_a_known_matrix():
     q, _ = torch.linalg.qr(torch.randn(50, 50, dtype=torch.float64))
     values = torch.linspace(-2, 7, 50, dtype=torch.float64)
     a = q @ torch.diag(values) @ q.T
-    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(lambda v: v @ a, 50, steps=50, batch=2)
+    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(lambda v: v @ a, 50, iterations=50, batch=2)
     torch.testing.assert_close(lmax, torch.full((2,), 7.0, dtype=torch.float64))
     torch.testing.assert_close(lmin, torch.full((2,), -2.0, dtype=torch.float64))
     assert (rmax < 1e-8).all() and (rmin < 1e-8).all()
@@ -217,12 +218,12 @@ def test_batched_lanczos_lets_each_operator_stop_on_its_own():
     rank_one = 4.33 * torch.outer(u, u) / (u @ u)
     ops = torch.stack([full, rank_one])
     lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(
-        lambda v: torch.einsum("bij,bj->bi", ops, v), 30, steps=30, batch=2)
+        lambda v: torch.einsum("bij,bj->bi", ops, v), 30, iterations=30, batch=2)
     assert lmax[0].item() == pytest.approx(14.32, rel=1e-8) and lmin[0].item() == pytest.approx(0.5, rel=1e-8)
     assert lmax[1].item() == pytest.approx(4.33, rel=1e-8)
     assert done[0].item() == 30 and done[1].item() <= 2
     assert (rmax < 1e-7).all()
-    alone = landscape.lanczos_extremes(lambda v: v @ full, 30, steps=30)
+    alone = landscape.lanczos_extremes(lambda v: v @ full, 30, iterations=30)
     assert lmax[0].item() == pytest.approx(alone[0].item(), rel=1e-10)
 
 
@@ -237,7 +238,7 @@ def test_lanczos_tolerance_stops_early_with_honest_residuals():
         products[0] += 1
         return v @ a
 
-    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(matvec, 400, steps=200, tol=1e-3)
+    lmax, lmin, rmax, rmin, done = landscape.lanczos_extremes(matvec, 400, iterations=200, tol=1e-3)
     assert done.item() < 200 and products[0] == done.item()  # stopped early; no extra product
     # The bound that stopped it is the true residual of the returned Ritz pairs.
     for lam, res in ((lmax, rmax), (lmin, rmin)):
@@ -246,7 +247,7 @@ def test_lanczos_tolerance_stops_early_with_honest_residuals():
     assert rmax.item() <= 1e-3 * 40 * 1.01 and rmin.item() <= 1e-3 * 40 * 1.01
     assert lmax.item() == pytest.approx(40.0, abs=1e-3 * 40)
     assert lmin.item() == pytest.approx(-3.0, abs=0.05)
-    full = landscape.lanczos_extremes(matvec, 400, steps=200)
+    full = landscape.lanczos_extremes(matvec, 400, iterations=200)
     assert full[4].item() == 200 and full[2].item() < rmax.item()
 
 
@@ -254,18 +255,18 @@ def test_curvature_map_matches_pointwise_hessians(trained, spirals):
     dx = landscape.random_direction(trained, seed=1)
     dy = landscape.random_direction(trained, seed=2)
     before = snapshot(trained)
-    cmap = landscape.curvature_map(trained, spirals, dx, dy, steps=3, span=0.5, lanczos_steps=40,
+    cmap = landscape.curvature_map(trained, spirals, dx, dy, points=3, span=0.5, lanczos_iterations=40,
                                    chunk_size=4)
     assert_unchanged(trained, before)
     assert cmap.lambda_max.shape == cmap.ratio.shape == (3, 3)
-    centre = landscape.hessian_extremes(trained, spirals, steps=40)
+    centre = landscape.hessian_extremes(trained, spirals, iterations=40)
     assert cmap.lambda_max[1, 1].item() == pytest.approx(centre.lambda_max, rel=1e-6)
     assert cmap.lambda_min[1, 1].item() == pytest.approx(centre.lambda_min, rel=1e-4)
     moved = copy.deepcopy(trained)
     with torch.no_grad():
         for p, a, b in zip(moved.parameters(), dx, dy):
             p.add_(cmap.alphas[0].item() * a + cmap.betas[2].item() * b)
-    corner = landscape.hessian_extremes(moved, spirals, steps=40)
+    corner = landscape.hessian_extremes(moved, spirals, iterations=40)
     assert cmap.lambda_max[0, 2].item() == pytest.approx(corner.lambda_max, rel=1e-4)
     assert cmap.lambda_min[0, 2].item() == pytest.approx(corner.lambda_min, rel=1e-3)
 
@@ -273,21 +274,21 @@ def test_curvature_map_matches_pointwise_hessians(trained, spirals):
 def test_cache_returns_the_same_result_and_survives_corrupt_files(trained, spirals):
     dx = landscape.random_direction(trained, seed=1)
     dy = landscape.random_direction(trained, seed=2)
-    first = landscape.surface_2d(trained, spirals, dx, dy, steps=5, cache=True)
+    first = landscape.surface_2d(trained, spirals, dx, dy, points=5, cache=True)
     files = list((settings.cache_dir() / "landscapes").glob("*.pt"))
     assert len(files) == 1
-    again = landscape.surface_2d(trained, spirals, dx, dy, steps=5, cache=True)
+    again = landscape.surface_2d(trained, spirals, dx, dy, points=5, cache=True)
     assert torch.equal(first.losses, again.losses) and again.method == first.method
-    other = landscape.surface_2d(trained, spirals, dx, dy, steps=5, span=0.5, cache=True)
+    other = landscape.surface_2d(trained, spirals, dx, dy, points=5, span=0.5, cache=True)
     assert not torch.equal(first.losses, other.losses)  # the span is part of the key
     files[0].write_bytes(b"not a torch file")
     with pytest.warns(UserWarning, match="ignoring cache file"):
-        rebuilt = landscape.surface_2d(trained, spirals, dx, dy, steps=5, cache=True)
+        rebuilt = landscape.surface_2d(trained, spirals, dx, dy, points=5, cache=True)
     torch.testing.assert_close(rebuilt.losses, first.losses)
-    h = landscape.hessian_extremes(trained, spirals, steps=20, cache=True)
+    h = landscape.hessian_extremes(trained, spirals, iterations=20, cache=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert landscape.hessian_extremes(trained, spirals, steps=20, cache=True) == h
+        assert landscape.hessian_extremes(trained, spirals, iterations=20, cache=True) == h
 
 
 def test_cache_never_runs_code_from_a_file(trained, spirals, tmp_path):
@@ -298,18 +299,18 @@ def test_cache_never_runs_code_from_a_file(trained, spirals, tmp_path):
             return (open, (str(tmp_path / "pwned"), "w"))
 
     dx = landscape.random_direction(trained, seed=1)
-    landscape.surface_1d(trained, spirals, dx, steps=3, cache=True)
+    landscape.surface_1d(trained, spirals, dx, points=3, cache=True)
     path = next((settings.cache_dir() / "landscapes").glob("*.pt"))
     path.write_bytes(pickle.dumps(Evil()))
     with pytest.warns(UserWarning, match="ignoring cache file"):
-        landscape.surface_1d(trained, spirals, dx, steps=3, cache=True)
+        landscape.surface_1d(trained, spirals, dx, points=3, cache=True)
     assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.parametrize("call, match", [
     (lambda m, d, x: landscape.random_direction(m, normalize="unit"), "'filter', 'layer', 'none'"),
     (lambda m, d, x: landscape.random_direction(m, ignore="bias"), "'biasbn', 'none'"),
-    (lambda m, d, x: landscape.surface_2d(m, d, x, x, steps=1), r"steps must be an integer (>= 2|in 2\.\.)"),
+    (lambda m, d, x: landscape.surface_2d(m, d, x, x, points=1), r"points must be an integer (>= 2|in 2\.\.)"),
     (lambda m, d, x: landscape.surface_2d(m, d, x, x, span=0), "span must be a finite number > 0"),
     (lambda m, d, x: landscape.surface_1d(m, d, x, span=-1.0), "span must be a finite number > 0"),
     (lambda m, d, x: landscape.surface_2d(m, d, x, x[:-1]), "dir_y must have one tensor per parameter"),
@@ -317,8 +318,8 @@ def test_cache_never_runs_code_from_a_file(trained, spirals, tmp_path):
     (lambda m, d, x: landscape.surface_1d(m, d, torch.zeros(3)), "list of"),
     (lambda m, d, x: landscape.surface_1d(m, d, x, method="fast"), "'auto', 'batched', 'vmap', 'loop'"),
     (lambda m, d, x: landscape.surface_1d(m, d, x, split="val"), "'train', 'test'"),
-    (lambda m, d, x: landscape.hessian_extremes(m, d, steps=1), r"steps must be an integer (>= 2|in 2\.\.)"),
-    (lambda m, d, x: landscape.curvature_map(m, d, x, x, steps=1), r"steps must be an integer (>= 2|in 2\.\.)"),
+    (lambda m, d, x: landscape.hessian_extremes(m, d, iterations=1), r"iterations must be an integer (>= 2|in 2\.\.)"),
+    (lambda m, d, x: landscape.curvature_map(m, d, x, x, points=1), r"points must be an integer (>= 2|in 2\.\.)"),
     (lambda m, d, x: landscape.surface_1d(m, d, [t * float("nan") for t in x]), "inf or nan"),
 ])
 def test_bad_input(trained, spirals, call, match):
@@ -355,11 +356,11 @@ def test_hessian_of_a_model_outside_the_batched_path(spirals):
     model = nn.Sequential(nn.Linear(2, 12), nn.LayerNorm(12), nn.ReLU(), nn.Linear(12, 3))
     training.fit(model, spirals, steps=100, lr=1e-2, cache=False, progress=False)
     lmax, lmin = dense_extremes(model, spirals)
-    r = landscape.hessian_extremes(model, spirals, steps=60)
+    r = landscape.hessian_extremes(model, spirals, iterations=60)
     assert r.lambda_max == pytest.approx(lmax, rel=0.01)
     assert r.lambda_min == pytest.approx(lmin, rel=0.01, abs=1e-3 * lmax)
     dx, dy = landscape.random_direction(model, seed=1), landscape.random_direction(model, seed=2)
-    cmap = landscape.curvature_map(model, spirals, dx, dy, steps=3, lanczos_steps=60, chunk_size=4)
+    cmap = landscape.curvature_map(model, spirals, dx, dy, points=3, lanczos_iterations=60, chunk_size=4)
     assert cmap.lambda_max[1, 1].item() == pytest.approx(r.lambda_max, rel=1e-6)
 
 
@@ -370,8 +371,8 @@ def test_batched_surface_of_a_one_layer_v1_block_is_right(spirals, norm):
     net = models.ResidualMLP(2, 3, width=16, depth=3, block="v1", span=1, norm=norm)
     training.fit(net, spirals, steps=150, lr=1e-2, cache=False, progress=False)
     dx, dy = (landscape.random_direction(net, seed=s) for s in (1, 2))
-    by_loop = landscape.surface_2d(net, spirals, dx, dy, steps=3, method="loop")
-    by_batch = landscape.surface_2d(net, spirals, dx, dy, steps=3, method="batched")
+    by_loop = landscape.surface_2d(net, spirals, dx, dy, points=3, method="loop")
+    by_batch = landscape.surface_2d(net, spirals, dx, dy, points=3, method="batched")
     torch.testing.assert_close(by_batch.losses, by_loop.losses, rtol=1e-5, atol=1e-6)
     centre = by_loop.losses[1, 1].item()
     assert centre == pytest.approx(training.evaluate(net, spirals, "train")[0], rel=1e-5)

@@ -137,11 +137,11 @@ def test_hessian_extremes_and_curvature_map_give_the_dense_hessians_extremes(mak
     net = trained(make, spirals)
     lmax, lmin = dense_hessian_extremes(net, spirals)
     n = sum(p.numel() for p in net.parameters())
-    got = landscape.hessian_extremes(net, spirals, steps=n)
+    got = landscape.hessian_extremes(net, spirals, iterations=n)
     scale = max(abs(lmax), abs(lmin))
     assert abs(got.lambda_max - lmax) <= 1e-3 * scale and abs(got.lambda_min - lmin) <= 1e-3 * scale
     dx, dy = directions(net)
-    cmap = landscape.curvature_map(net, spirals, dx, dy, steps=3, span=0.5, lanczos_steps=n, chunk_size=9)
+    cmap = landscape.curvature_map(net, spirals, dx, dy, points=3, span=0.5, lanczos_iterations=n, chunk_size=9)
     assert abs(cmap.lambda_max[1, 1].item() - lmax) <= 1e-3 * scale
     assert abs(cmap.lambda_min[1, 1].item() - lmin) <= 1e-3 * scale
-    assert cmap.steps_taken.shape == (3, 3) and int(cmap.steps_taken.max()) <= n
+    assert cmap.iterations_done.shape == (3, 3) and int(cmap.iterations_done.max()) <= n

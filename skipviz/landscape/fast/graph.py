@@ -1,7 +1,7 @@
 """What the fast loss-landscape paths may assume about a model, proven on its traced graph.
 
-`skipviz.batched` runs P weight vectors through one pass by stacking the data P times along the
-batch dimension, and `skipviz.hvp` writes out Hessian-vector products layer by layer. Both are
+`points` runs P weight vectors through one pass by stacking the data P times along the batch
+dimension, and `rop` writes out Hessian-vector products layer by layer. Both are
 exact only for graphs in which every row of the batch is computed on its own, every parameter
 is read by a layer they know, and no value is overwritten while something still needs it.
 `prove(model)` traces the model with torch.fx and checks exactly that, node by node, against
@@ -30,8 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.BatchNorm1d)
-ACTIVATIONS = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh, nn.Sigmoid: torch.sigmoid}
-_ROW_WISE_MODULES = (*ACTIVATIONS, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Identity,
+# The engine's one table of activations: what `program` compiles to an ACT step, by name.
+ACTIVATIONS: dict[object, str] = {
+    nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", torch.relu: "relu", F.relu: "relu",
+    torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}
+_ROW_WISE_MODULES = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Identity,
                      nn.Dropout, nn.AvgPool1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d, nn.Flatten)
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
                 torch.add, torch.sub, torch.mul, torch.relu, torch.tanh, torch.sigmoid, torch.exp,

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from . import _cache
-from ._validation import check_bool
-from .data import Dataset
-from .errors import SkipvizValueError
-from .settings import cache_dir, progress_bars
-from .training import cache_key, check_fits
+from .. import _cache
+from .._validation import check_bool
+from ..data import Dataset
+from ..errors import SkipvizValueError
+from ..settings import cache_dir, progress_bars
+from ..training import cache_key, check_fits
 
-CACHE_FORMAT = 3  # 2: CurvatureMap.steps_taken; 3: the proven engine (skipviz.graph)
+CACHE_FORMAT = 3  # raised whenever a stored result's meaning or layout changes
 
 
 @contextlib.contextmanager

@@ -2,11 +2,16 @@
 that compute them. Every function leaves the model's weights, buffers and train/eval mode as it
 found them.
 
-- `skipviz.directions`: filter-normalized random directions, the direction to other weights;
-- `skipviz.surfaces`: 1-D and 2-D slices of the loss through the weights;
-- `skipviz.curvature`: the Hessian's extreme eigenvalues by Lanczos, at a point and over a
-  plane, and the curvature of a plotted slice.
+The reference path, readable on its own:
+- `directions.py`: filter-normalized random directions, the direction to other weights;
+- `surfaces.py`: 1-D and 2-D slices of the loss through the weights;
+- `products.py`: Hessian-vector products; `lanczos.py`: the extreme eigenvalues of a symmetric
+  operator; `curvature.py`: both together, at a point and over a plane, and the curvature of a
+  plotted slice;
+- `results.py`: the cache and progress bars they share (every function caches by default,
+  `cache=True`, and shows progress as `settings.progress_bars()` says, `progress=None`).
 
+`fast/` is the optional engine (proof, one interpreter, two runners): the same numbers sooner.
 `refusals(model)` says which fast paths a model gets and, where one is refused, why.
 """
 
@@ -15,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import batched, hvp
-from ._validation import check_model
+from .._validation import check_model
+from ..training import check_inputs, eval_mode
 from .curvature import (
     CurvatureMap,
     HessianExtremes,
@@ -34,8 +39,8 @@ from .directions import (
     direction_to,
     random_direction,
 )
+from .fast import points, rop
 from .surfaces import METHODS, Slice1D, Surface2D, surface_1d, surface_2d
-from .training import check_inputs, eval_mode
 
 __all__ = ["IGNORES", "METHODS", "NORMALIZATIONS", "CurvatureMap", "Direction", "HessianExtremes",
            "Slice1D", "Surface2D", "check_direction", "curvature_map", "direction_to",
@@ -45,11 +50,11 @@ __all__ = ["IGNORES", "METHODS", "NORMALIZATIONS", "CurvatureMap", "Direction", 
 
 def refusals(model: nn.Module, x: torch.Tensor | None = None) -> dict[str, str | None]:
     """{'batched': ..., 'r-operator': ...} for `model` in eval mode (as the landscapes run it), on
-    inputs like x (n, ...) if given: None where `skipviz.graph.prove` shows the fast path exact,
+    inputs like x (n, ...) if given: None where `fast.graph.prove` shows the fast path exact,
     else the reason it is refused. A proven path is still checked against the reference on its
     first use."""
     check_model("model", model)
     if x is not None:
         check_inputs(model, x)
     with eval_mode(model):
-        return {"batched": batched.refusal(model, x), "r-operator": hvp.refusal(model)}
+        return {"batched": points.refusal(model, x), "r-operator": rop.refusal(model)}

@@ -20,7 +20,8 @@ no autograd graph to walk: on notebook 04's MLPs about 2.5 times faster than aut
 backward pass (`make bench`). The loss's own first and second derivatives with respect to the
 outputs come from autograd on `training.loss_for_targets`, the one definition of the loss.
 
-Supported (checked on the traced graph, `skipviz.graph.prove`, then per node): Linear, eval-mode
+It runs the steps of `program.compile_model`, the engine's one interpreter of a traced model.
+Supported (checked on the traced graph, `graph.prove`, then per step): Linear, eval-mode
 BatchNorm1d, ReLU / Tanh / Sigmoid, eval-mode Dropout, additions, a number added or multiplied;
 inputs and outputs (batch, features). Anything else: `hessian_operator` returns None and the
 caller uses autograd. Every weight has a leading points dimension P: P weight vectors (the grid
@@ -29,114 +30,45 @@ points of a curvature map) are multiplied through at once.
 
 from __future__ import annotations
 
-import enum
-import operator
-import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
+from ..._validation import check_model, show
+from ...errors import SkipvizValueError
+from ...training import check_input_fits, loss_for_targets
 from . import kernels
-from ._validation import check_model, show
-from .errors import SkipvizValueError
-from .graph import foldable, per_signature, prove, users_of_module
-from .training import check_input_fits, loss_for_targets
+from .graph import per_signature
+from .program import Kind, Program, Step, compile_model
+from .sparse import SparseParts, csr
 
 __all__ = ["hessian_operator", "plan", "refusal"]
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
-_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", torch.relu: "relu",
-                F.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid",
-                F.sigmoid: "sigmoid"}
-
-
-class Kind(enum.Enum):
-    INPUT, OUTPUT, LINEAR, NORM, ACT, ADD, SCALE, ALIAS = range(8)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One node as the R-operator runs it."""
-
-    kind: Kind
-    node: fx.Node
-    inputs: tuple[fx.Node, ...]
-    layer: str = ""               # LINEAR, NORM: the module's name
-    norm: str = ""                # LINEAR: the batch norm folded into it, if any (node = the norm's)
-    eps: float = 0.0              # NORM, and LINEAR with a norm
-    activation: str = ""          # ACT: relu, tanh or sigmoid
-    number: float | None = None   # ADD of a number, SCALE: the number
-
-
-def _number(a: object) -> bool:
-    return isinstance(a, (int, float)) and not isinstance(a, bool)
-
-
-def _step(traced: fx.GraphModule, node: fx.Node) -> Step | None:
-    """`node` as a Step, or None when the R-operator cannot run it."""
-    args = node.args
-    nodes = tuple(a for a in args if isinstance(a, fx.Node))
-    if node.op == "placeholder":
-        return Step(Kind.INPUT, node, ())
-    if node.op == "output":
-        return Step(Kind.OUTPUT, node, nodes) if nodes == args else None
-    if node.kwargs or len(args) not in (1, 2):
-        return None
-    if node.op == "call_module":
-        module = traced.get_submodule(node.target)
-        if isinstance(module, nn.Linear):
-            return Step(Kind.LINEAR, node, nodes, layer=str(node.target))
-        if isinstance(module, nn.BatchNorm1d):  # prove() admits eval mode with statistics only
-            return Step(Kind.NORM, node, nodes, layer=str(node.target), eps=module.eps)
-        if type(module) in _ACTIVATIONS:
-            return Step(Kind.ACT, node, nodes, activation=_ACTIVATIONS[type(module)])
-        if isinstance(module, nn.Dropout):
-            return Step(Kind.ALIAS, node, nodes)
-        return None
-    numbers = [float(a) for a in args if _number(a)]
-    if node.op != "call_function" or len(nodes) + len(numbers) != len(args) or not nodes:
-        return None
-    if node.target in _ACTIVATIONS and len(args) == 1:
-        return Step(Kind.ACT, node, nodes, activation=_ACTIVATIONS[node.target])
-    if node.target in (operator.add, torch.add):
-        return Step(Kind.ADD, node, nodes, number=numbers[0] if numbers else None)
-    if node.target is operator.mul and len(numbers) == 1:
-        return Step(Kind.SCALE, node, nodes, number=numbers[0])
-    return None
-
-
+# The steps the R-operator writes out; a program with any other is left to autograd.
+SUPPORTED = (Kind.INPUT, Kind.OUTPUT, Kind.LINEAR, Kind.NORM, Kind.ACT, Kind.ADD, Kind.SCALE, Kind.ALIAS)
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _unsupported(program: Program) -> Step | None:
+    return next((st for st in program.steps if st.kind not in SUPPORTED or not st.plain), None)
+
+
 def plan(model: nn.Module) -> list[Step] | None:
-    """The model's graph as R-operator steps, or None when some node is not supported; traced
-    once per model signature."""
+    """The model's program (`program.compile_model`) when the R-operator can run every step of
+    it, else None; a pure function of the model's `graph.signature`, compiled once for each."""
     check_model("model", model)
+
     def make(m: nn.Module) -> list[Step] | None:
-        proof = prove(m)
-        if proof.graph is None:
+        program = compile_model(m)
+        if not isinstance(program, Program) or _unsupported(program) is not None \
+                or sum(st.kind is Kind.INPUT for st in program.steps) != 1:
             return None
-        traced, calls = proof.graph, users_of_module(proof.graph)
-        folds = {next(iter(n.users)): n for n in traced.graph.nodes if foldable(traced, n, calls)
-                 and isinstance(traced.get_submodule(n.target), nn.Linear)}
-        steps = []
-        for node in traced.graph.nodes:
-            if node in folds.values():
-                continue  # runs as part of the batch norm that follows it
-            linear = folds.get(node)
-            step = _step(traced, node) if linear is None else Step(
-                Kind.LINEAR, node, tuple(linear.args), layer=str(linear.target), norm=str(node.target),
-                eps=traced.get_submodule(node.target).eps)
-            steps.append(step)
-        if None in steps or sum(s.kind is Kind.INPUT for s in steps) != 1:
-            return None
-        return steps
+        return list(program.steps)
 
     return per_signature(_PLANS, model, make)
 
@@ -144,13 +76,13 @@ def plan(model: nn.Module) -> list[Step] | None:
 def refusal(model: nn.Module) -> str | None:
     """Why the R-operator does not take `model` (in its current mode), or None."""
     check_model("model", model)
-    proof = prove(model)
-    if proof.graph is None:
-        return proof.reason
-    for node in proof.graph.graph.nodes:
-        if _step(proof.graph, node) is None:
-            return (f"{node.op} {node.target}: not a step the R-operator writes out (Linear, "
-                    "eval-mode BatchNorm1d, ReLU/Tanh/Sigmoid, Dropout, additions, scalings)")
+    program = compile_model(model)
+    if not isinstance(program, Program):
+        return program
+    step = _unsupported(program)
+    if step is not None:
+        return (f"{step.node.op} {step.node.target}: not a step the R-operator writes out (Linear, "
+                "eval-mode BatchNorm1d, ReLU/Tanh/Sigmoid, Dropout, additions, scalings)")
     return None if plan(model) is not None else "the model must have exactly one input"
 
 
@@ -168,43 +100,6 @@ def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     if a is None:
         return b
     return a if b is None else a + b
-
-
-class _Sparse:
-    """Entries of a sparse matrix that is the same at every point but for its values: rows,
-    columns (k,) and values (P, k), collected piece by piece; `csr` lays the P copies out along
-    the diagonal."""
-
-    def __init__(self, points: int):
-        self.points, self.rows, self.cols, self.values = points, [], [], []
-
-    def add(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) -> None:
-        """Entries at (rows, cols), index tensors of one shape; values a scalar tensor (the same
-        everywhere) or (P, *that shape)."""
-        self.rows.append(rows.reshape(-1))
-        self.cols.append(cols.reshape(-1))
-        flat = values.reshape(1, 1) if values.dim() == 0 else values.reshape(self.points, -1)
-        self.values.append(flat.expand(self.points, len(self.rows[-1])))
-
-    def entries(self, shape: tuple[int, int], transpose: bool = False, col_offset: int = 0) -> tuple:
-        """(rows, cols, values) of the P blocks (transposed if asked), block p at rows
-        p * shape[0] and columns col_offset + p * shape[1]."""
-        rows, cols = torch.cat(self.rows), torch.cat(self.cols)
-        if transpose:
-            rows, cols = cols, rows
-        shift = torch.arange(self.points).unsqueeze(1)
-        return ((rows + shift * shape[0]).reshape(-1), (cols + shift * shape[1] + col_offset).reshape(-1),
-                torch.cat(self.values, dim=1).reshape(-1))
-
-
-def _csr(parts: list[tuple], shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
-    """A compressed-sparse-row matrix of `shape` from (rows, cols, values) parts; repeated
-    entries add up."""
-    rows, cols, values = (torch.cat(t) for t in zip(*parts))
-    with warnings.catch_warnings():  # CSR support is marked beta; its products are what we use
-        warnings.simplefilter("ignore", UserWarning)
-        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values.to(dtype), shape, check_invariants=False)
-        return coo.coalesce().to_sparse_csr()
 
 
 class _Operator:
@@ -244,14 +139,14 @@ class _Operator:
         self.output_hessian = lambda t: torch.autograd.grad(out_grad, leaf, t, retain_graph=True)[0]
         self.adjoint = self._backward(out_grad.detach())
         P, n_phi, n_theta = self.points, self.n_phi, self.n_theta
-        self.jacobian = _csr([jacobian.entries((n_phi, n_theta))], (P * n_phi, P * n_theta), self.dtype)
+        self.jacobian = csr([jacobian.entries((n_phi, n_theta))], (P * n_phi, P * n_theta), self.dtype)
         back = [jacobian.entries((n_theta, n_phi), transpose=True)]
         second = self._second_derivatives()
         if second.rows:
             back.append(second.entries((n_theta, n_theta), col_offset=P * n_phi))
-        self.back = _csr(back, (P * n_theta, P * (n_phi + n_theta)), self.dtype)
+        self.back = csr(back, (P * n_theta, P * (n_phi + n_theta)), self.dtype)
 
-    def _layout(self) -> _Sparse:
+    def _layout(self) -> SparseParts:
         """Lays out phi, one slot per (step, 'weight' / 'bias') with its values (P, ...), and
         returns the entries of J = dphi/dtheta (theta flat in the order of `params`)."""
         P, params, buffers = self.points, self.params, self.buffers
@@ -260,7 +155,7 @@ class _Operator:
         self.n_theta = sum(sizes.values())
         self.phi: dict[tuple[fx.Node, str], torch.Tensor] = {}
         self.folds: dict[fx.Node, tuple] = {}  # folds with a gamma: what S needs
-        jacobian = _Sparse(P)
+        jacobian = SparseParts(P)
         end = 0
 
         def slot(node: fx.Node, role: str, value: torch.Tensor) -> torch.Tensor:
@@ -316,11 +211,11 @@ class _Operator:
         self.slot_sizes = [self.phi[k][0].numel() for k in self.slots]
         return jacobian
 
-    def _second_derivatives(self) -> _Sparse:
+    def _second_derivatives(self) -> SparseParts:
         """The entries of S. Only folds contribute: W* and b* are bilinear in (gamma, W) and
         (gamma, b) with mixed derivatives r, so S pairs W_ij with gamma_i (entry
         (dL/dW*)_ij r_i) and b_i with gamma_i (entry (dL/db*)_i r_i), both ways round."""
-        second = _Sparse(self.points)
+        second = SparseParts(self.points)
         for node, (source, r, tw, tg, tb) in self.folds.items():
             g = self.adjoint.get(node)
             if g is None:

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_model, check_positive, check_seed, show
-from .errors import SkipvizTypeError, SkipvizValueError
+from .._validation import check_choice, check_int, check_model, check_positive, check_seed, show
+from ..errors import SkipvizTypeError, SkipvizValueError
 
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -104,17 +104,17 @@ def check_direction(model: nn.Module, direction: Sequence[torch.Tensor], name: s
             raise SkipvizValueError(f"{name}[{i}] contains inf or nan")
 
 
-# A grid finer than this is not a picture but hours of evaluation (steps x steps points in 2-D).
-MAX_STEPS = 1001
+# A grid finer than this is not a picture but hours of evaluation (points x points points in 2-D).
+MAX_POINTS = 1001
 
 
-def grid(steps: int, span: float) -> torch.Tensor:
-    """`steps` coordinates from -span to span; an odd count puts 0 exactly in the middle."""
-    steps = check_int("steps", steps, minimum=2, maximum=MAX_STEPS)
+def grid(points: int, span: float) -> torch.Tensor:
+    """`points` coordinates from -span to span; an odd count puts 0 exactly in the middle."""
+    points = check_int("points", points, minimum=2, maximum=MAX_POINTS)
     span = check_positive("span", span)
-    coords = torch.linspace(-span, span, steps, dtype=torch.float64)
-    if steps % 2:
-        coords[steps // 2] = 0.0  # exact, not linspace's rounding
+    coords = torch.linspace(-span, span, points, dtype=torch.float64)
+    if points % 2:
+        coords[points // 2] = 0.0  # exact, not linspace's rounding
     return coords
 
 

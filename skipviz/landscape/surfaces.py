@@ -6,13 +6,13 @@ The model's weights are never written: every grid point's weights are separate t
 run in chunks, by one of three methods, all giving the same numbers:
 
 - 'batched': a chunk as one forward pass, every weight stacked along a points dimension
-  (`skipviz.batched`), for the models `skipviz.graph.prove` shows it handles exactly;
+  (`fast.points`), for the models `fast.graph.prove` shows it handles exactly;
 - 'vmap': the same through `torch.func.vmap` over `functional_call`, for any model;
 - 'loop': one point after another, the reference.
 
-A method is trusted for a model signature only after it has reproduced the loop on two points;
-'auto' takes the first trusted one in that order, so the choice depends on what the model is,
-never on timing, and is the same on every machine and run.
+On every call a method is used only after it has reproduced the loop on the first two points;
+'auto' takes the first that does in that order, so the choice depends on what the model is,
+never on timing or on earlier calls, and is the same on every machine and run.
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from . import batched, graph
-from ._results import cached, check_float64
-from ._results import progress as progress_bar
-from ._validation import check_choice, check_int, float_array, show
-from .data import SPLITS, Dataset
-from .directions import MAX_STEPS, Flat, check_direction, grid
-from .errors import SkipvizValueError
-from .training import eval_mode, loss_for_targets
+from .._validation import check_choice, check_int, float_array, show
+from ..data import SPLITS, Dataset
+from ..errors import SkipvizValueError
+from ..training import eval_mode, loss_for_targets
+from .directions import MAX_POINTS, Flat, check_direction, grid
+from .fast.points import evaluator_for
+from .fast.points import refusal as batched_refusal
+from .results import cached, check_float64
+from .results import progress as progress_bar
 
 METHODS = ("auto", "batched", "vmap", "loop")
 
-# Per (model signature, shapes, chunk size, ...): the methods that reproduced the loop.
-_TRUSTED: dict[tuple, set[str]] = {}
+# Points per chunk, a function of the model's type and shapes only (a speed setting, not a result).
 _CHUNKS: dict[tuple, int] = {}
 # A chunk's activations should stay near this many scalars (2 MB of float32): point-batched
 # passes slow down once a chunk no longer fits the CPU's caches.
@@ -98,11 +98,11 @@ def evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, ba
     runs = {"vmap": lambda rows: vmap(forward)(flat.unflatten(weights(rows))), "loop": run_loop}
     with eval_mode(model), torch.no_grad():
         try:
-            evaluator = batched.evaluator_for(model, x)
+            evaluator = evaluator_for(model, x)
         except Exception:  # graph.prove itself failed on an unusual graph: no fast path
             evaluator = None
         if evaluator is None and method == "batched":
-            raise SkipvizValueError(f"method='batched' refuses this model ({batched.refusal(model, x)}); "
+            raise SkipvizValueError(f"method='batched' refuses this model ({batched_refusal(model, x)}); "
                              "use method='auto', 'vmap' or 'loop'")
         if evaluator is not None:
             runs["batched"] = run_batched
@@ -110,16 +110,14 @@ def evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, ba
             chunk_size = _chunk_for(model, x, flat)
         check_int("chunk_size", chunk_size)
         buffer = torch.empty(min(chunk_size, len(points)), len(flat.vector), dtype=flat.vector.dtype)
-        key = (graph.signature(model), tuple(tuple(s) for s in flat.shapes), tuple(x.shape),
-               chunk_size, tuple(flat.buffers), tuple(sorted(runs)))
-        if key not in _TRUSTED:
-            _TRUSTED[key] = _trusted(runs, points[:min(2, chunk_size)], y)
+        trial = points[:min(2, chunk_size)]
         if method == "auto":
-            method = next(name for name in ("batched", "vmap", "loop") if name in _TRUSTED[key])
-        elif method not in _TRUSTED[key]:
+            method = next(name for name in ("batched", "vmap", "loop")
+                          if name in runs and _reproduces(runs, name, trial, y))
+        elif not _reproduces(runs, method, trial, y):
             raise SkipvizValueError(f"method={method!r} does not reproduce this model's losses (it differs "
-                             "from evaluating one point at a time on a trial point); use "
-                             "method='auto' or 'loop'")
+                                    "from evaluating one point at a time on a trial point); use "
+                                    "method='auto' or 'loop'")
         losses, accuracies = [], []
         for start in range(0, len(points), chunk_size):
             loss, acc = _point_losses(runs[method](points[start:start + chunk_size]), y, classification)
@@ -130,20 +128,16 @@ def evaluate_points(model: nn.Module, dataset: Dataset, points: torch.Tensor, ba
     return torch.cat(losses), (torch.cat(accuracies) if classification else None), method
 
 
-def _trusted(runs: dict[str, Callable], trial: torch.Tensor, y: torch.Tensor) -> set[str]:
-    """The methods whose losses on the `trial` points agree with the loop's ('loop' always); a
-    method that raises is not trusted."""
-    def losses(name: str) -> torch.Tensor:
-        return loss_for_targets(runs[name](trial), y, points=True)
-
-    reference, trusted = losses("loop"), {"loop"}
-    for name in ("batched", "vmap"):
-        try:
-            if name in runs and torch.allclose(losses(name), reference, rtol=1e-4, atol=1e-6):
-                trusted.add(name)
-        except Exception:  # anything this method cannot run (a layer, an odd shape, ...)
-            pass
-    return trusted
+def _reproduces(runs: dict[str, Callable], name: str, trial: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether method `name` gives the loop's losses on the `trial` points ('loop' always does);
+    a method that raises does not."""
+    if name == "loop":
+        return True
+    try:
+        got = loss_for_targets(runs[name](trial), y, points=True)
+        return torch.allclose(got, loss_for_targets(runs["loop"](trial), y, points=True), rtol=1e-4, atol=1e-6)
+    except Exception:  # anything this method cannot run (a layer, an odd shape, ...)
+        return False
 
 
 def _check_evaluated(losses: object, accuracies: object, method: object, shape: tuple[int, ...]) -> None:
@@ -157,7 +151,7 @@ def _check_evaluated(losses: object, accuracies: object, method: object, shape: 
 class Slice1D:
     """The loss along one direction: losses[i] at weights + alphas[i] * direction.
 
-    alphas, losses, accuracies: (steps,) float64 tensors; accuracies (0..1) is None for regression.
+    alphas, losses, accuracies: (points,) float64 tensors; accuracies (0..1) is None for regression.
     method: 'batched', 'vmap' or 'loop', how the points were evaluated.
     """
 
@@ -175,7 +169,7 @@ class Slice1D:
 class Surface2D:
     """The loss over a plane: losses[i, j] at weights + alphas[i] * dir_x + betas[j] * dir_y.
 
-    alphas, betas: (steps,) centred coordinates; losses, accuracies: (steps, steps) float64
+    alphas, betas: (points,) centred coordinates; losses, accuracies: (points, points) float64
     tensors (accuracies in 0..1, None for regression); method: 'batched', 'vmap' or 'loop'.
     """
 
@@ -192,10 +186,10 @@ class Surface2D:
 
     @property
     def center_loss(self) -> float:
-        """The loss at (0, 0), the model's own weights (odd `steps` only)."""
+        """The loss at (0, 0), the model's own weights (odd `points` only)."""
         if not ((self.alphas == 0).any() and (self.betas == 0).any()):
-            raise SkipvizValueError(f"center_loss needs a surface made with an odd number of steps, "
-                                    f"which puts the model at the centre; this one has steps={len(self.alphas)}")
+            raise SkipvizValueError(f"center_loss needs a surface made with an odd number of points, "
+                                    f"which puts the model at the centre; this one has points={len(self.alphas)}")
         i, j = int((self.alphas == 0).nonzero()[0]), int((self.betas == 0).nonzero()[0])
         return float(self.losses[i, j])
 
@@ -208,23 +202,23 @@ def _check_evaluation(split: str, method: str, chunk_size: int | None) -> None:
 
 
 def surface_1d(model: nn.Module, dataset: Dataset, direction: Sequence[torch.Tensor],
-               steps: int = 51, span: float = 1.0, alphas: Sequence[float] | None = None,
+               points: int = 51, span: float = 1.0, alphas: Sequence[float] | None = None,
                split: str = "train", method: str = "auto", chunk_size: int | None = None,
-               cache: bool = False, progress: bool | None = False) -> Slice1D:
-    """Mean loss on a split along weights + alpha * direction, for `steps` alphas in [-span, span]
+               cache: bool = True, progress: bool | None = None) -> Slice1D:
+    """Mean loss on a split along weights + alpha * direction, for `points` alphas in [-span, span]
     (or the given `alphas`). Returns a Slice1D; the model is left unchanged.
 
-    method and chunk_size as in `surface_2d`; cache=True stores the result in the cache folder.
+    method, chunk_size and cache as in `surface_2d`.
     """
     check_direction(model, direction)
     _check_evaluation(split, method, chunk_size)
     if alphas is None:
-        coords = grid(steps, span)
+        coords = grid(points, span)
     else:
         array = float_array(alphas)
         coords = torch.zeros(0) if array is None else torch.as_tensor(array).reshape(-1)
-        if not 2 <= len(coords) <= MAX_STEPS or not torch.isfinite(coords).all():
-            raise SkipvizValueError(f"alphas must be a list of 2 to {MAX_STEPS} finite numbers; got {show(alphas)}")
+        if not 2 <= len(coords) <= MAX_POINTS or not torch.isfinite(coords).all():
+            raise SkipvizValueError(f"alphas must be a list of 2 to {MAX_POINTS} finite numbers; got {show(alphas)}")
 
     def compute() -> Slice1D:
         basis = Flat(model).flatten(direction).unsqueeze(0)
@@ -238,32 +232,32 @@ def surface_1d(model: nn.Module, dataset: Dataset, direction: Sequence[torch.Ten
 
 
 def surface_2d(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tensor],
-               dir_y: Sequence[torch.Tensor], steps: int = 25, span: float = 1.0,
+               dir_y: Sequence[torch.Tensor], points: int = 25, span: float = 1.0,
                split: str = "train", method: str = "auto", chunk_size: int | None = None,
-               cache: bool = False, progress: bool | None = False) -> Surface2D:
-    """Mean loss on a split over the plane weights + a * dir_x + b * dir_y, on a steps x steps grid
-    of a, b in [-span, span] (odd steps put the model itself at the centre).
+               cache: bool = True, progress: bool | None = None) -> Surface2D:
+    """Mean loss on a split over the plane weights + a * dir_x + b * dir_y, on a points x points grid
+    of a, b in [-span, span] (odd points put the model itself at the centre).
 
     method: 'auto', 'batched', 'vmap' or 'loop' (see the module docstring). Points run in chunks
     of `chunk_size` (None: as many as keep a chunk's activations near 2 MB, at most 64).
-    cache=True stores the result in the cache folder under a hash of the model, data, directions
+    cache (default True) stores the result in the cache folder under a hash of the model, data, directions
     and arguments. Returns a Surface2D; the model is left unchanged.
     """
     check_direction(model, dir_x, "dir_x")
     check_direction(model, dir_y, "dir_y")
     _check_evaluation(split, method, chunk_size)
-    coords = grid(steps, span)
+    coords = grid(points, span)
 
     def compute() -> Surface2D:
         flat = Flat(model)
         basis = torch.stack([flat.flatten(dir_x), flat.flatten(dir_y)])
-        points = torch.cartesian_prod(coords, coords)  # row-major: (alphas[i], betas[j])
-        with progress_bar(len(points), progress, "2-D surface") as bar:
-            losses, accs, used = evaluate_points(model, dataset, points, basis, split, method,
+        plane = torch.cartesian_prod(coords, coords)  # row-major: (alphas[i], betas[j])
+        with progress_bar(len(plane), progress, "2-D surface") as bar:
+            losses, accs, used = evaluate_points(model, dataset, plane, basis, split, method,
                                                  chunk_size, bar)
-        shape = (steps, steps)
+        shape = (points, points)
         return Surface2D(coords, coords.clone(), losses.view(shape),
                          accs.view(shape) if accs is not None else None, used)
 
-    settings = dict(steps=steps, span=float(span), split=split, method=method, chunk_size=chunk_size)
+    settings = dict(points=points, span=float(span), split=split, method=method, chunk_size=chunk_size)
     return cached(cache, "surface_2d", model, dataset, settings, [dir_x, dir_y], Surface2D, compute)

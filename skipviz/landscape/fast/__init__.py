@@ -1,0 +1,12 @@
+"""The optional fast engine behind `skipviz.landscape`: the same numbers as the reference path
+(`functional_call` one point at a time, autograd for Hessian-vector products), only sooner.
+Nothing here is needed to read notebook 04; every fast result is checked against the reference
+before it is used (`landscape.surfaces`, `landscape.curvature`).
+
+- `graph.py`: `prove(model)`, what the fast paths may assume, checked on the traced graph;
+- `program.py`: the one interpreter: a proven graph compiled into steps (one vocabulary, one
+  table of activations, batch norms folded into the layer before them);
+- `points.py`: a program run at P weight vectors in one forward pass (loss surfaces);
+- `rop.py` (+ `sparse.py`): a program's Hessian-vector products by the R-operator (curvature);
+- `kernels.py`: the batched Linear, Conv1d and batch-norm kernels both runners use.
+"""
