@@ -24,7 +24,7 @@ from .errors import SkipvizTypeError
 
 __all__ = ["CACHE_FORMAT", "PROBE_EXAMPLES", "behaviour_fingerprint", "cache_key", "code_fingerprint"]
 
-CACHE_FORMAT = 4  # 3: code-aware keys and checksummed files; 4: and the behaviour fingerprint
+CACHE_FORMAT = 4  # raised whenever a cached file's key or layout changes meaning
 
 
 def cache_key(model: nn.Module, dataset: Dataset, settings: dict) -> str:

@@ -46,6 +46,8 @@ def path_counts(n: int) -> torch.Tensor:
     """Number of paths of each length 0..n through n residual blocks: binomial(n, k), shape (n+1,).
 
     Exact (float64 holds every count exactly up to n = 55 and approximates beyond); n <= 1000.
+
+    Derived in notebook 03, §1.
     """
     n = check_int("n", n, minimum=0, maximum=MAX_BLOCKS_COUNTED)
     return torch.tensor([float(math.comb(n, k)) for k in range(n + 1)], dtype=torch.float64)
@@ -272,6 +274,8 @@ def gradient_by_path_length(model: nn.Module, x: torch.Tensor, y: torch.Tensor) 
     sum to autograd's gradient. A dynamic program from the last block to the first,
     u_k <- S^T u_k + B^T u_{k-1}, needs one batched vector-Jacobian product per block instead of
     2^n paths. The model must be in eval mode if it has batch norm, and have all skips on.
+
+    Written out in notebook 03, §2 (`gradient_by_length`), for V2 and pre-activation blocks.
     """
     inputs, g, to_input = _forward_parts(model, x, y)
     n = len(inputs)

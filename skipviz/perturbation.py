@@ -84,7 +84,10 @@ def block_perturbations(model: nn.Module, x: torch.Tensor) -> Perturbations:
     """Run x (batch, ...) through `model` in eval mode with its skips as they are, and measure
     every residual block that keeps the hidden state's shape. Raises ValueError for a model
     without residual blocks, for inputs it cannot take, and when a block receives an all-zero
-    hidden state (its scaled perturbation is undefined)."""
+    hidden state (its scaled perturbation is undefined).
+
+    The sizes are written out in notebook 06, §1 (`perturbation_sizes`).
+    """
     check_model("model", model)
     blocks = getattr(model, "blocks", None)
     if not (isinstance(model, SkipNet) and isinstance(blocks, nn.ModuleList) and model.num_skips):

@@ -34,7 +34,7 @@ def variance_growth(batch, **kwargs) -> float:
 
 
 # Seeds 0-4 of this setting (seed 0 is the test's and notebook 02's): V2 grows 493, 326, 427,
-# 628, 449x (README: about 500x); with the 1/sqrt(50) branch scale 1.055, 1.050, 1.054, 1.033,
+# 628, 449x (notebook 02: about 500x); with the 1/sqrt(50) branch scale 1.055, 1.050, 1.054, 1.033,
 # 1.039x (notebook 02: x1.05).
 def test_v2_default_init_grows_and_branch_scaling_tames_it(batch):
     assert 300 < variance_growth(batch, block="v2") < 700

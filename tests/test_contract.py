@@ -1,4 +1,4 @@
-"""The error contract, one test per kind of failure that issue 27 found (the fuzzer in
+"""The error contract, one test per kind of failure the fuzzer finds (the fuzzer in
 tests/test_fuzz.py covers the long tail; these pin the behaviour each category must have):
 a correct result or a SkipvizError naming the argument, and nothing the caller passed changed.
 Plus the cache: a trained model is looked up by what it computes, not only by its code."""

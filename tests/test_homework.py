@@ -73,5 +73,5 @@ def test_the_hub_link_is_the_documented_pattern():
         "&branch=main&urlpath=lab%2Ftree%2Fhomework")
     assert hub.link("https://gitlab.com/a/hw.git", "https://h", branch="week 2", notebook="01_x.ipynb").endswith(
         "&branch=week%202&urlpath=lab%2Ftree%2Fhw.git%2F01_x.ipynb")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert hub.link("https://github.com/you/homework", "https://hub.example.edu") in readme
+    guide = (ROOT / "docs" / "homework.md").read_text(encoding="utf-8")
+    assert hub.link("https://github.com/you/homework", "https://hub.example.edu") in guide

@@ -208,7 +208,7 @@ def test_lanczos_on_a_known_matrix():
 
 
 def test_batched_lanczos_lets_each_operator_stop_on_its_own():
-    """Issue 21: a full-rank operator batched with a rank-1 one. The rank-1 row's Krylov space
+    """A full-rank operator batched with a rank-1 one. The rank-1 row's Krylov space
     closes after one step; the other row must go on to its true extremes (14.32 and 0.5), and
     each row reports the iterations it really ran."""
     torch.manual_seed(0)
@@ -366,8 +366,8 @@ def test_hessian_of_a_model_outside_the_batched_path(spirals):
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
 def test_batched_surface_of_a_one_layer_v1_block_is_right(spirals, norm):
-    """Issue 21's first case: span-1 V1 blocks (x + W x + b, read and written by one Linear) made
-    the batched path add the bias into the Linear's own input before the product."""
+    """Span-1 V1 blocks (x + W x + b, read and written by one Linear): the batched path must not
+    add the bias into the Linear's own input before the product."""
     net = models.ResidualMLP(2, 3, width=16, depth=3, block="v1", span=1, norm=norm)
     training.fit(net, spirals, steps=150, lr=1e-2, cache=False, progress=False)
     dx, dy = (landscape.random_direction(net, seed=s) for s in (1, 2))

@@ -1,5 +1,4 @@
-"""Issue 21's cases: models a student may write, on which a fast path used to return wrong numbers
-or crash. Their Hessian extremes and curvature maps must give the dense Hessian's extremes; their
+"""Models a student may write that a fast path could get wrong (or crash on). Their Hessian extremes and curvature maps must give the dense Hessian's extremes; their
 surfaces are checked by every method in test_differential."""
 
 from __future__ import annotations

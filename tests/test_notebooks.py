@@ -13,6 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
+# The template a new notebook starts from (CONTRIBUTING.md) keeps the same conventions.
+TEMPLATE = ROOT / "tools" / "template" / "notebook.ipynb"
+WITH_TEMPLATE = [*NOTEBOOKS, TEMPLATE]
+WITH_TEMPLATE_IDS = [*IDS, "template"]
 MAX_BYTES = 2_000_000
 
 
@@ -33,11 +37,26 @@ def test_runs_in_fast_mode(path, tmp_path, monkeypatch):
     assert not errors
 
 
+def test_the_template_runs_and_its_checks_pass(monkeypatch):
+    """The template executes top to bottom in FAST mode: its check of the written-out block, its
+    claims and its exercise check all pass, so a notebook copied from it starts green."""
+    import nbclient
+
+    monkeypatch.setenv("SKIPVIZ_FAST", "1")
+    nb = nbformat.read(TEMPLATE, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(TEMPLATE.parent)}}).execute()
+    printed = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "equals models.ResidualBlock on the same weights: True" in printed
+    assert printed.count("✔") == 3 and "✅" in printed
+
+
 def code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", WITH_TEMPLATE, ids=WITH_TEMPLATE_IDS)
 def test_conventions(path):
     nb = nbformat.read(path, as_version=4)
     first = code_cells(nb)[0]
@@ -81,7 +100,7 @@ def test_every_figure_is_explained(path):
                 f"figure in cell {i} needs a markdown cell right after it saying what to see"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", WITH_TEMPLATE, ids=WITH_TEMPLATE_IDS)
 def test_every_widget_panel_is_checked_in_the_browser(path):
     """A notebook with a FigurePanel names, in the panel cell's metadata, the control the
     browser test clicks (tests/browser/lab.py)."""
@@ -96,7 +115,7 @@ def test_every_widget_panel_is_checked_in_the_browser(path):
 SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", WITH_TEMPLATE, ids=WITH_TEMPLATE_IDS)
 def test_lecture_path(path):
     """Every cell has slide metadata; 10 to 40 slides; a figure or widget is never skipped and its
     plotting code is hidden in both the live (JupyterLab's source_hidden) and the static slides
@@ -120,7 +139,7 @@ def test_lecture_path(path):
             assert kind == "notes"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", WITH_TEMPLATE, ids=WITH_TEMPLATE_IDS)
 def test_figures_use_the_one_palette(path):
     """Colours come from plots: Okabe-Ito for categories (plots.OKABE_ITO, plots.COLORS), greys for
     context, viridis or cividis for maps; no other hex colour, named colour or colour map."""

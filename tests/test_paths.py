@@ -115,7 +115,7 @@ def trained():
 
 # Measured with seeds 0 and 1 of this recipe: residual intact 0.985 / 0.993, mean over the 20
 # single deletions 0.978 / 0.975 (a drop of 0.007 / 0.018); plain intact 0.996 / 0.985, mean
-# over its 19 deletable layers 0.346 / 0.324 (chance: 1/3). README: 0.99 -> 0.98 and 0.99 -> 0.36.
+# over its 19 deletable layers 0.346 / 0.324 (chance: 1/3). Notebook 03: 0.99 -> 0.98 and 0.99 -> 0.36.
 @pytest.mark.real_cache
 def test_lesion_expectations(trained):
     ds, res, plain = trained

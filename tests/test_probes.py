@@ -20,7 +20,7 @@ def mean_factor(batch, activation, init, seeds=range(4), depth=30, width=256):
     return sum(factors) / len(factors)
 
 
-# Notebook 01 and the README claim agreement to within 1% for tanh and ReLU with the default init.
+# Notebook 01 claims agreement to within 1% for tanh and ReLU with the default init.
 # Measured over three groups of four seeds (0-3, 4-7, 8-11), the 4-seed mean was off by
 # -0.20%, -0.22%, -0.38% (tanh) and -0.43%, +0.11%, +0.05% (ReLU).
 @pytest.mark.parametrize("activation, expected", [("tanh", 1 / math.sqrt(3)), ("relu", 1 / math.sqrt(6))])

@@ -5,8 +5,8 @@
 Pages come from the notebooks' stored FULL outputs (Sphinx + MyST-NB + sphinx-book-theme; nothing
 is fetched from the network, so it builds offline). Every page has "Run it" links (Binder, the
 local commands) and downloads: the notebook, its student copy (`make student`) and its slide deck
-(`make slides`, copied whole with its scripts). The teaching pages are sections of the README, so
-there is one text to keep current. The interactive figures stay interactive without a kernel:
+(`make slides`, copied whole with its scripts). The guides are the files of docs/ and
+CONTRIBUTING.md, so there is one text to keep current. The interactive figures stay interactive without a kernel:
 tools/static_panels.py renders the states each panel declares and puts a kernel-free panel in
 place of the widget.
 
@@ -40,14 +40,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 import slides  # noqa: E402
 import static_panels  # noqa: E402
 
-# README sections that teachers need, by page: (page, title, [README headings]).
-README_PAGES = [
-    ("teaching", "Teaching with the notebooks", ["Presenting a notebook", "Teaching with skipviz",
-                                                  "The course site", "FAST and FULL",
-                                                  "Running sweeps on a cluster"]),
-    ("package", "The package", ["The package", "The loss-landscape engine", "Choosing a torch build",
-                                "Other commands"]),
-]
+# The guides in docs/ (and CONTRIBUTING.md), each one page of the site: (page, source file).
+DOC_PAGES = [("presenting", "docs/presenting.md"), ("homework", "docs/homework.md"),
+             ("package", "docs/package.md"), ("benchmarks", "docs/benchmarks.md"),
+             ("contributing", "CONTRIBUTING.md")]
 # MathJax 2's files that the pages load (a subset of the npm package, as the slides use).
 MATHJAX = ["MathJax.js", "config/TeX-AMS_CHTML.js", "extensions", "jax/input/TeX",
            "jax/output/CommonHTML", "jax/element", "fonts/HTML-CSS/TeX/woff", "localization/en"]
@@ -72,18 +68,12 @@ def settings() -> dict[str, str]:
             "binder_lab": f"{binder}?urlpath=lab/tree/notebooks"}
 
 
-def readme_sections(headings: list[str]) -> str:
-    """The README's `## heading` sections, in the order given, as one Markdown text."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    parts = re.split(r"(?m)^## ", text)
-    found = {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
-    missing = [h for h in headings if h not in found]
-    if missing:
-        raise SystemExit(f"README.md has no section {missing}: update tools/course_site.py README_PAGES")
-    body = "\n".join(found[h].rstrip() + "\n" for h in headings)
-    # Links into the repository become links to its pages or to GitHub.
-    body = re.sub(r"\]\(notebooks/(\d\d_\w+)\.ipynb\)", r"](\1.ipynb)", body)
-    return body
+def doc_page(source: str) -> str:
+    """A guide as a page of the site: links into the repository become links to its pages."""
+    body = (ROOT / source).read_text(encoding="utf-8")
+    body = re.sub(r"\]\((?:\.\./)?notebooks/(\d\d_\w+)\.ipynb\)", r"](\1.ipynb)", body)
+    body = re.sub(r"\]\(docs/(\w+)\.md\)", r"](\1.md)", body)
+    return re.sub(r"\]\((?:\.\./)?CONTRIBUTING\.md\)", "](contributing.md)", body)
 
 
 def title(path: Path) -> str:
@@ -207,11 +197,8 @@ def build(out: Path, reuse_states: bool = False) -> float:
     for key, value in fields.items():  # not str.format: the page's MyST directives use braces
         index = index.replace("{" + key + "}", value)
     (src / "index.md").write_text(index, encoding="utf-8")
-    for name, heading, sections in README_PAGES:
-        body = readme_sections(sections)
-        if sections[0] == heading:   # one title: the page's, not the section's heading under it
-            body = body.split("\n", 1)[1]
-        (src / f"{name}.md").write_text(f"# {heading}\n\n" + body, encoding="utf-8")
+    for name, source in DOC_PAGES:
+        (src / f"{name}.md").write_text(doc_page(source), encoding="utf-8")
     publishing = (TEMPLATE / "publishing.md").read_text(encoding="utf-8")
     for key, value in s.items():
         publishing = publishing.replace("{" + key + "}", value)

@@ -4,7 +4,7 @@
     python tools/hub.py handout REPO_DIR        # commit build/student into a git repository
     python tools/hub.py demo [--port 8000]      # a JupyterHub on this machine, for trying the loop
 
-`link` prints the nbgitpuller link (the one pattern the README documents and the hub test opens):
+`link` prints the nbgitpuller link (the one pattern docs/homework.md documents and the hub test opens):
 a student who clicks it logs in to the hub, and nbgitpuller clones REPO into their home (or, on
 later clicks, merges the lecturer's new commits without touching the student's edits) and opens
 JupyterLab there.

@@ -25,14 +25,13 @@ from .nb04 import check_filter_normalization, check_power_iteration
 from .nb05 import check_mean_abs_weight, check_quiet_layer
 from .nb06 import check_scaled_distance, check_stopping_rule
 from .nb07 import (
-                   UNetLevelBase,
-                   check_dense_block,
-                   check_highway_layer,
-                   check_residual_block,
-                   check_skip_block,
-                   check_unet_level,
-                   dense_layers,
+    UNetLevelBase,
+    check_dense_block,
+    check_highway_layer,
+    check_unet_level,
+    dense_layers,
 )
+from .nb07_bugs import check_residual_block, check_skip_block
 
 __all__ = [
     "CheckResult", "CheckFailed", "check_glorot_factor", "check_leaky_relu_factor", "check_adam_step", "check_block", "check_bn_block", "check_two_branch_paths",

@@ -227,7 +227,7 @@ def check_bn_block(cls: object, block: str = "v2", width: int = 8) -> CheckResul
     x + W₂ σ(N₂(W₁ σ(N₁(x)))), with nn.Linear(width, width) layers and nn.BatchNorm1d(width)
     normalizations N. Compared with the reference on the same weights on a batch (32, width), in
     train mode, through backward() and in eval mode; each typical mistake is named."""
-    from .feedback import build, compare_modules, first_mistake, nudged
+    from .modules import build, compare_modules, first_mistake, nudged
 
     if isinstance(block, str):
         block = BLOCK_ALIASES.get(block.strip().lower(), block)

@@ -30,6 +30,8 @@ def random_direction(model: nn.Module, normalize: str = "filter", ignore: str = 
     'none' keeps the raw N(0, 1) entries. ignore='biasbn' sets the directions of 1-D parameters
     (biases, normalization scales and shifts) to zero; ignore='none' keeps them, each vector
     rescaled (unless normalize='none') to the norm of its parameter.
+
+    Filter normalization is written out in notebook 04, §2 (`filter_normalized`).
     """
     _check_weights(model)
     check_choice("normalize", normalize, NORMALIZATIONS)

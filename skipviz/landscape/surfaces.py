@@ -242,6 +242,8 @@ def surface_2d(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tensor]
     of `chunk_size` (None: as many as keep a chunk's activations near 2 MB, at most 64).
     cache (default True) stores the result in the cache folder under a hash of the model, data, directions
     and arguments. Returns a Surface2D; the model is left unchanged.
+
+    The plane loop is written out in notebook 04, §4, and checked against this.
     """
     check_direction(model, dir_x, "dir_x")
     check_direction(model, dir_y, "dir_y")

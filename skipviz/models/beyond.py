@@ -140,6 +140,8 @@ class HighwayLayer(nn.Module):
     transform H(x) = act(W_H x + b_H) and the gate T(x) = sigmoid(W_T x + b_T). b_T starts at
     `gate_bias`; a negative one makes the layer start by carrying its input.
     forward(x, skip): with skip=False the carry term (1 - T) x is dropped.
+
+    Students write it in notebook 07, exercise 2 (`exercises.check_highway_layer`).
     """
 
     def __init__(self, width: int, activation: str = "relu", gate_bias: float = -2.0):

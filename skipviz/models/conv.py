@@ -32,6 +32,8 @@ class SkipBlock1d(nn.Module):
     after the addition. When the shape changes, the shortcut is either 'double' (DLStudio's
     trick: subsample, then add the input to both halves of the doubled channels; no parameters)
     or 'projection' (a 1x1 convolution with the stride, as He et al. use).
+
+    Written out in notebook 01, §5 (`skip_block_forward`); its doubling shortcut in notebook 02, §1.
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, shortcut: str = "double"):
@@ -140,6 +142,8 @@ class PreActBlock1d(nn.Module):
     x' = x + W_2 * relu(BN_2(W_1 * relu(BN_1(x)))), with * a 3-tap convolution.
 
     Input and output (batch, channels, length). With skip=False the `x +` is dropped.
+
+    Its branch is written out in notebook 06, §3 (`preact_branch`).
     """
 
     def __init__(self, channels: int):

@@ -98,6 +98,8 @@ class ResidualBlock(nn.Module):
       v2:     x' = a act(F(x)) + x              (skip joins after it)
       preact: x' = x + a W_2 act(N(W_1 act(N(x))))  (He et al. 2016; span 1: x + a W_1 act(N(x)))
     With skip=False the `+ x` is dropped and nothing else changes.
+
+    Written out in notebook 02, §1 (`v1_block`, `v2_block`, `preact_block`).
     """
 
     def __init__(self, width: int, block: str = "v2", span: int = 2, activation: str = "relu",
@@ -229,6 +231,8 @@ class TelescopeMLP(PlainMLP):
     linear output. s_l = skips[l]; the last layer's own skip makes it count twice, as in the blog.
 
     Input (batch, in_dim) -> output (batch, out_dim). With all skips off it is the PlainMLP.
+
+    Written out in notebook 05, §1 (`telescope_forward`).
     """
 
     Config = TelescopeMLPConfig

@@ -1,6 +1,6 @@
 """The hand-out through a real JupyterHub (`make hub-demo`'s hub: DummyAuthenticator, a
 local-process spawner, configurable-http-proxy from npm) in a temporary folder: the student copies
-are committed to a bare git repository on this disk, the README's nbgitpuller link (`make
+are committed to a bare git repository on this disk, the homework guide's nbgitpuller link (`make
 hub-link`) is opened in Chromium by two students after logging in, the notebooks land in each
 student's home, and one student runs the notebook and sees the check's "not done yet".
 Skipped with a message only when node/npm or chromium is missing, never when
@@ -47,15 +47,15 @@ def running(tmp_path_factory):
         running.stop()
 
 
-def test_make_hub_link_prints_the_pattern_the_readme_documents():
+def test_make_hub_link_prints_the_pattern_the_guide_documents():
     run = subprocess.run(["make", "-s", "--no-print-directory", "hub-link", "REPO=https://github.com/me/homework",
                           "HUB=https://hub.example.edu"], cwd=ROOT, capture_output=True, text=True, check=True)
     printed = run.stdout.strip().splitlines()[-1]
     assert printed == hub.link("https://github.com/me/homework", "https://hub.example.edu")
     assert printed == ("https://hub.example.edu/hub/user-redirect/git-pull?repo=https%3A%2F%2Fgithub.com%2Fme%2F"
                        "homework&branch=main&urlpath=lab%2Ftree%2Fhomework")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "/hub/user-redirect/git-pull?repo=" in readme and "make hub-link" in readme
+    guide = (ROOT / "docs" / "homework.md").read_text(encoding="utf-8")
+    assert "/hub/user-redirect/git-pull?repo=" in guide and "make hub-link" in guide
 
 
 def login(page, url: str, user: str) -> None:

@@ -33,7 +33,8 @@ def site():
     return OUT
 
 
-PAGES = ["index", *(p.stem for p in course_site.notebooks()), "teaching", "package", "publishing"]
+PAGES = ["index", *(p.stem for p in course_site.notebooks()), "presenting", "homework", "package", "benchmarks", "contributing",
+         "publishing"]
 
 
 def open_page(browser, path: Path):

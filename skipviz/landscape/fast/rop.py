@@ -415,6 +415,8 @@ def hessian_operator(model: nn.Module, params: Mapping[str, torch.Tensor],
     params: {name: (P, *shape)} for every parameter, in `model.named_parameters()` order (the
     flat layout of v); buffers: {name: tensor}; x: (n, features); y: (n,) class labels or
     (n, outputs) float targets.
+
+    Notebook 04, §4 writes out the equations for a Linear layer and checks this against jvp(grad).
     """
     check_input_fits(model, x, y)
     if not isinstance(params, Mapping) or not all(isinstance(v, torch.Tensor) for v in params.values()):
