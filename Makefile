@@ -1,7 +1,7 @@
 # skipviz: `make lab` to teach, `make test` to check. Everything installs into .venv.
 PYTHON     ?= python3
 VENV       ?= .venv
-# torch==2.13.0 from PyPI is a CUDA build on Linux (a CPU build on macOS and Windows); the README's
+# torch==2.13.0 from PyPI is a CUDA build on Linux (a CPU build on macOS and Windows); docs/package.md's
 # "Choosing a torch build" gives the CPU-build spec for a Linux laptop. Word-split on purpose:
 # make lab TORCH_SPEC="torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
@@ -37,7 +37,7 @@ $(LAB_STAMP): pyproject.toml constraints.txt | $(PY)
 	@$(PY) tools/lock.py check
 	@$(if $(strip $(TORCH_SPEC)),,echo "TORCH_SPEC is empty: give a pip requirement for torch, e.g. TORCH_SPEC=torch==2.13.0" >&2; exit 1;)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC) || { \
-	  echo "could not install torch from TORCH_SPEC=$(TORCH_SPEC): see the README, 'Choosing a torch build'" >&2; exit 1; }
+	  echo "could not install torch from TORCH_SPEC=$(TORCH_SPEC): see docs/package.md, 'Choosing a torch build'" >&2; exit 1; }
 	$(INSTALL) -e ".[lab]"
 	@touch $@
 

@@ -138,6 +138,10 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.2, height: floa
     if width * ncols > 200 or height * nrows > 200:
         raise SkipvizValueError(f"width and height must give a figure under 200 inches a side; got "
                                 f"{width * ncols:g} x {height * nrows:g}")
+    for name in ("figsize", "layout"):
+        if name in kwargs:
+            raise SkipvizValueError(f"subplots sets {name} itself (width and height are per panel, in inches); "
+                                    f"got {name}={kwargs[name]!r}: give width= and height= instead")
     use_style()
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                         layout="constrained", **kwargs)

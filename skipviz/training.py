@@ -1,4 +1,5 @@
-"""Training with Adam or SGD, deterministic for a seed, with an optional disk cache of trained weights."""
+"""Training with Adam or SGD, deterministic for a seed, with a disk cache of trained weights (on by
+default, `cache=True`)."""
 
 from __future__ import annotations
 

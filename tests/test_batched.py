@@ -1,4 +1,4 @@
-"""skipviz.batched: one forward pass at many weight vectors must equal separate forward passes."""
+"""skipviz.landscape.fast.points: one forward pass at many weight vectors must equal separate forward passes."""
 
 import pytest
 import torch
@@ -100,11 +100,11 @@ def test_a_linear_used_on_the_input_and_again_later():
 
 def test_folds_and_accumulates_where_it_should():
     ev = batched.PointEvaluator(with_random_statistics(MODELS["v1 batch norm"]()))
-    folds = [st for st in ev.steps if st.norm]
+    folds = [st for st in ev.ops if st.norm]
     assert len(folds) == 6  # both Linears of each of 3 blocks feed a batch norm
     assert len(ev.into) == 3  # each block's second product adds onto its input
     plain = batched.PointEvaluator(MODELS["v1 no norm"]().eval())
-    assert not any(st.norm for st in plain.steps) and len(plain.into) == 3  # through the nn.Identity "norms"
+    assert not any(st.norm for st in plain.ops) and len(plain.into) == 3  # through the nn.Identity "norms"
     v2 = batched.PointEvaluator(MODELS["v2 span 1"]().eval())
     assert not v2.into  # the act after the product comes before the addition
 

@@ -438,3 +438,13 @@ def test_the_behaviour_fingerprint_ignores_rounding_but_not_a_change(spirals):
 def test_every_error_is_a_skipviz_error():
     assert issubclass(SkipvizValueError, ValueError) and issubclass(SkipvizTypeError, TypeError)
     assert issubclass(SkipvizValueError, SkipvizError) and issubclass(SkipvizTypeError, SkipvizError)
+
+
+def test_subplots_takes_sizes_per_panel_and_refuses_figsize():
+    from skipviz import plots
+
+    fig, axes = plots.subplots(2, 3, width=2, height=1)
+    assert axes.shape == (2, 3) and tuple(fig.get_size_inches()) == (6, 2)
+    plt.close(fig)
+    with pytest.raises(SkipvizValueError, match="figsize.*width= and height="):
+        plots.subplots(1, 2, figsize=(8, 3))

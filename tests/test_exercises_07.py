@@ -477,3 +477,25 @@ def test_layers_in_a_plain_list_are_named_as_unregistered():
 
     message = exercises.check_highway_layer(ListHighway).message
     assert "plain Python list" in message and "nn.ModuleList" in message
+
+
+def test_a_dense_block_written_into_a_float32_buffer_is_right():
+    """A right answer that fills a preallocated torch.empty (float32) buffer is accepted, and a
+    wrong one written the same way is still named."""
+    import torch
+
+    def into_buffer(x, layers, last_only=False):
+        features = [x]
+        for layer in layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        chosen = features[-1:] if last_only else features
+        out = torch.empty(x.shape[0], sum(f.shape[1] for f in chosen), x.shape[2])
+        start = 0
+        for f in chosen:
+            out[:, start:start + f.shape[1]] = f
+            start += f.shape[1]
+        return out
+
+    assert exercises.check_dense_block(into_buffer).ok
+    wrong = exercises.check_dense_block(lambda x, layers: into_buffer(x, layers, last_only=True))
+    assert not wrong.ok and "last layer's output alone" in wrong.message

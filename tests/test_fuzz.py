@@ -5,7 +5,8 @@ an argument, and changes nothing it was given (tests/fuzz_contract.py has the ha
 `make test` runs a fixed, small number of examples per callable (profile "ci": derandomized, so
 every run draws the same cases); `make fuzz` runs many more, random, and keeps what fails in
 hypothesis' example database (.hypothesis/), which replays it first next time. REGRESSIONS holds
-the failures the first survey found, one case each, so that they stay fixed.
+one case per distinct failure the contract must keep refusing (callable, kind, line), so that
+none comes back.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def test_contract(qualname):
     one_case()
 
 
-# The distinct failures of the first survey (`python tests/fuzz_contract.py` before the fixes),
-# one case per callable, kind of failure and line that raised, with what it did then.
+# One case per distinct failure the contract must keep refusing: callable, kind of failure and the
+# line that raised, with what the code did wrong there.
 REGRESSIONS = json.loads((Path(__file__).parent / "fuzz_regressions.json").read_text(encoding="utf-8"))
 
 

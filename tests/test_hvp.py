@@ -1,4 +1,4 @@
-"""skipviz.hvp: R-operator Hessian-vector products must equal autograd's, for every MLP layout
+"""skipviz.landscape.fast.rop: R-operator Hessian-vector products must equal autograd's, for every MLP layout
 the notebooks use, at several weight vectors at once, and refuse what they cannot do."""
 
 import pytest

@@ -49,7 +49,22 @@ def test_the_template_runs_and_its_checks_pass(monkeypatch):
     printed = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "equals models.ResidualBlock on the same weights: True" in printed
-    assert printed.count("✔") == 3 and "✅" in printed
+    assert printed.count("✔") == 3 and printed.count("✅") == 2
+
+
+def test_the_template_takes_homework_metadata():
+    """The template's answer cells carry grade ids, so that a notebook made from it gets its
+    nbgrader metadata from a points table as the others do (`make homework`)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import homework
+
+    nb = nbformat.read(TEMPLATE, as_version=4)
+    graded = homework.with_metadata(nb, {"nbNN-ex1": 2, "nbNN-ex1-hidden": 1, "nbNN-ex2": 1, "nbNN-ex3": 1},
+                                    "template")
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in graded.cells if "nbgrader" in c.metadata]
+    assert ids == ["nbNN-ex1", "nbNN-ex1-test", "nbNN-ex1-hidden", "nbNN-ex2", "nbNN-ex3"]
 
 
 def code_cells(nb):

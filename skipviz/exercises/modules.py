@@ -48,11 +48,12 @@ def build(cls: object, name: str, *args, seed: int = 0, **kwargs) -> tuple[nn.Mo
     return module, None
 
 
-def _leaf_order(module: nn.Module, inputs: Sequence[torch.Tensor], skip: set[int]) -> list[int] | None:
+def _leaf_order(module: nn.Module, inputs: Sequence[torch.Tensor], skip: set[int],
+                dtype: torch.dtype = torch.float64) -> list[int] | None:
     """Positions, in `module.modules()`, of the submodules holding weights or buffers (but those
-    at the positions in `skip`), in the order a forward pass first calls them (found on a copy,
-    so `module` is not touched); None when the forward pass raises."""
-    twin = copy.deepcopy(module).double()
+    at the positions in `skip`), in the order a forward pass first calls them (found on a copy in
+    `dtype`, so `module` is not touched); None when the forward pass raises."""
+    twin = copy.deepcopy(module).to(dtype)
     position = {id(m): i for i, m in enumerate(twin.modules())}
     order: list[int] = []
     holders = [m for m in twin.modules() if position[id(m)] not in skip
@@ -62,7 +63,7 @@ def _leaf_order(module: nn.Module, inputs: Sequence[torch.Tensor], skip: set[int
         for m in holders]
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            twin(*[x.detach().double() for x in inputs])
+            twin(*[x.detach().to(dtype) for x in inputs])
     except Exception:
         return None
     finally:
@@ -76,7 +77,8 @@ def _signature(m: nn.Module) -> tuple:
 
 
 def pairings(source: nn.Module, target: nn.Module, inputs: Sequence[torch.Tensor],
-             shared: Sequence[nn.Module] = (), limit: int = 24) -> list[list[tuple[nn.Module, nn.Module]]]:
+             shared: Sequence[nn.Module] = (), limit: int = 24, dtype: torch.dtype = torch.float64
+             ) -> list[list[tuple[nn.Module, nn.Module]]]:
     """Ways to pair the weight-holding submodules of `source` with those of `target`: same type
     and shapes, in the order a forward pass first calls them, and within a group of alike layers
     (two BatchNorms of one width) in any order (names and definition order never matter).
@@ -85,7 +87,7 @@ def pairings(source: nn.Module, target: nn.Module, inputs: Sequence[torch.Tensor
     ids = {id(m) for s in shared for m in s.modules()}
     skip_s = {i for i, m in enumerate(source.modules()) if id(m) in ids}
     skip_t = {i for i, m in enumerate(target.modules()) if id(m) in ids}
-    a, b = _leaf_order(source, inputs, skip_s), _leaf_order(target, inputs, skip_t)
+    a, b = _leaf_order(source, inputs, skip_s, dtype), _leaf_order(target, inputs, skip_t, dtype)
     if a is None or b is None or len(a) != len(b):
         return []
     sources, targets = list(source.modules()), list(target.modules())
@@ -186,7 +188,7 @@ def same(a: Behaviour, b: Behaviour, tol: float = 1e-6) -> str | None:
     def close(x, y):
         if x is None or y is None:
             return x is None and y is None
-        return x.shape == y.shape and torch.allclose(x, y, rtol=tol, atol=tol)
+        return x.shape == y.shape and torch.allclose(x.double(), y.double(), rtol=tol, atol=tol)
     if a.train.shape != b.train.shape:
         return f"its output has shape {tuple(a.train.shape)} where {tuple(b.train.shape)} is expected"
     if not close(a.train, b.train):
@@ -209,13 +211,15 @@ def compare_modules(student: nn.Module, reference: nn.Module, inputs: Sequence[t
     the student's module fails to run. `shared` modules were handed to both constructors."""
     dtype, tol = torch.float64, 1e-6
     student_b, problem = behaviour(student, inputs, name)
-    if problem is not None and any(w in problem.message for w in ("dtype", "scalar type", "Double", "Float")):
+    computes_in_float32 = problem is None and student_b.train.dtype != torch.float64
+    if computes_in_float32 or (problem is not None and any(
+            w in problem.message for w in ("dtype", "scalar type", "Double", "Float"))):
         # code written for float32 (a preallocated torch.empty, say) is right too: compare in float32
         dtype, tol = torch.float32, 1e-4
         student_b, problem = behaviour(student, inputs, name, dtype)
     if problem is not None:
         return None, None, problem
-    candidates = pairings(student, reference, inputs, shared)
+    candidates = pairings(student, reference, inputs, shared, dtype=dtype)
     if not candidates:
         return "its layers do not pair with the reference's (other layers, or other shapes)", None, None
     # Of the pairings that fail, report the one that agrees longest (train output, then the

@@ -1,5 +1,5 @@
-"""Loss landscapes (Li et al. 2018), as notebook 04 uses them: one import for the three modules
-that compute them. Every function leaves the model's weights, buffers and train/eval mode as it
+"""Loss landscapes (Li et al. 2018), as notebook 04 uses them: one import for the modules that
+compute them. Every function leaves the model's weights, buffers and train/eval mode as it
 found them.
 
 The reference path, readable on its own:
@@ -9,7 +9,8 @@ The reference path, readable on its own:
   operator; `curvature.py`: both together, at a point and over a plane, and the curvature of a
   plotted slice;
 - `results.py`: the cache and progress bars they share (every function caches by default,
-  `cache=True`, and shows progress as `settings.progress_bars()` says, `progress=None`).
+  `cache=True`; the surfaces and `curvature_map` show progress as `settings.progress_bars()` says,
+  `progress=None`).
 
 `fast/` is the optional engine (proof, one interpreter, two runners): the same numbers sooner.
 `refusals(model)` says which fast paths a model gets and, where one is refused, why.
@@ -51,8 +52,8 @@ __all__ = ["IGNORES", "METHODS", "NORMALIZATIONS", "CurvatureMap", "Direction", 
 def refusals(model: nn.Module, x: torch.Tensor | None = None) -> dict[str, str | None]:
     """{'batched': ..., 'r-operator': ...} for `model` in eval mode (as the landscapes run it), on
     inputs like x (n, ...) if given: None where `fast.graph.prove` shows the fast path exact,
-    else the reason it is refused. A proven path is still checked against the reference on its
-    first use."""
+    else the reason it is refused. A proven path is still checked against the reference on every
+    call."""
     check_model("model", model)
     if x is not None:
         check_inputs(model, x)

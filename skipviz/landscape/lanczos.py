@@ -29,7 +29,7 @@ def lanczos_extremes(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, ite
     products (A is linear), so no extra matvec is needed; iterations (batch,) int64, each
     operator's own count.
 
-    Written out in notebook 04, §4 (`lanczos`), and checked against this.
+    Written out in notebook 04, §5 (`lanczos`), and checked against this.
     """
     if not callable(matvec) or isinstance(matvec, type):
         raise SkipvizTypeError(f"matvec must be a function (batch, n) -> (batch, n); got {show(matvec)}")

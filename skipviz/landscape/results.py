@@ -77,4 +77,4 @@ def check_float64(name: str, t: object, shape: tuple[int, ...] | None = None) ->
     ok = isinstance(t, torch.Tensor) and t.dtype == torch.float64 and (
         t.dim() == 1 if shape is None else tuple(t.shape) == shape)
     if not ok:
-        raise SkipvizValueError(f"{name} must be a float64 tensor of shape {shape or '(steps,)'}")
+        raise SkipvizValueError(f"{name} must be a float64 tensor of shape {shape or '(points,)'}")

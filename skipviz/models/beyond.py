@@ -141,7 +141,7 @@ class HighwayLayer(nn.Module):
     `gate_bias`; a negative one makes the layer start by carrying its input.
     forward(x, skip): with skip=False the carry term (1 - T) x is dropped.
 
-    Students write it in notebook 07, exercise 2 (`exercises.check_highway_layer`).
+    Students write it in notebook 07, exercise 3 (`exercises.check_highway_layer`).
     """
 
     def __init__(self, width: int, activation: str = "relu", gate_bias: float = -2.0):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.BatchNorm1d)
-# The engine's one table of activations: what `program` compiles to an ACT step, by name.
+# The engine's one table of activations: what `program` compiles to an ACT op, by name.
 ACTIVATIONS: dict[object, str] = {
     nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", torch.relu: "relu", F.relu: "relu",
     torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}

@@ -1,5 +1,5 @@
-"""The layers of a model evaluated at P weight vectors at once, shared by `skipviz.batched` (loss
-surfaces) and `skipviz.hvp` (Hessian-vector products).
+"""The layers of a model evaluated at P weight vectors at once, shared by `points` (loss
+surfaces) and `rop` (Hessian-vector products).
 
 Activations are (P * n, ...): the data repeated once per point along the batch dimension, so
 layers without parameters need no change. Every parameter has a leading points dimension P.

@@ -1,10 +1,10 @@
 """One model, many weight vectors, one forward pass: the "point-batched" evaluation behind the
 loss surfaces of `skipviz.landscape` (every grid point of a loss landscape is a set of weights).
-It runs the steps of `program.compile_model`, the engine's one interpreter of a traced model.
+It runs the ops of `program.compile_model`, the engine's one interpreter of a traced model.
 
 Every parameter gets a leading points dimension P and the data is repeated P times along the
 batch dimension, (P * n, ...). Layers without parameters then already do the right thing; the
-Linear, Conv1d and eval-mode BatchNorm1d layers run the batched kernels of `skipviz.kernels`.
+Linear, Conv1d and eval-mode BatchNorm1d layers run the batched kernels of `kernels`.
 `graph.prove` first checks on the traced graph that this is exact for the model (rows
 never mix, parameters are read only by their layers, nothing is overwritten while still
 needed); a model it refuses is evaluated by `torch.func.vmap` instead.
@@ -28,7 +28,7 @@ from torch import nn
 from ...errors import SkipvizValueError
 from . import kernels
 from .graph import per_signature, prove
-from .program import ADDITIONS, FUNCTIONS, IN_PLACE, Kind, Program, Step, compile_model
+from .program import ADDITIONS, FUNCTIONS, IN_PLACE, Kind, Op, Program, compile_model
 
 Params = Mapping[str, torch.Tensor]
 
@@ -48,35 +48,35 @@ class PointEvaluator:
         program = compile_model(model, example)
         if not isinstance(program, Program):
             raise SkipvizValueError(f"point-batched evaluation cannot be proven exact for this model: {program}")
-        self.model, self.program, self.steps = model, program, program.steps
+        self.model, self.program, self.ops = model, program, program.ops
         self.traced = program.traced
-        readers: dict[fx.Node, list[Step]] = {}
-        for step in self.steps:
-            for source in step.inputs:
-                readers.setdefault(source, []).append(step)
+        readers: dict[fx.Node, list[Op]] = {}
+        for op in self.ops:
+            for source in op.inputs:
+                readers.setdefault(source, []).append(op)
         # Inputs read only by Linear layers: those read one copy of x for every point.
-        self.shared_inputs = {st.node for st in self.steps if st.kind is Kind.INPUT and st.node in readers
+        self.shared_inputs = {st.node for st in self.ops if st.kind is Kind.INPUT and st.node in readers
                               and all(r.kind is Kind.LINEAR for r in readers[st.node])}
-        self.final = {st.node for st in self.steps if st.kind is Kind.LINEAR and st.node.users
+        self.final = {st.node for st in self.ops if st.kind is Kind.LINEAR and st.node.users
                       and all(u.op == "output" for u in st.node.users)}
         self.into = self._accumulations(readers)
 
-    def _accumulations(self, readers: dict[fx.Node, list[Step]]) -> dict[fx.Node, tuple]:
-        """LINEAR step's node -> (other, addition) when its output is only added to `other`, an
+    def _accumulations(self, readers: dict[fx.Node, list[Op]]) -> dict[fx.Node, tuple]:
+        """LINEAR op's node -> (other, addition) when its output is only added to `other`, an
         earlier value this addition is the last to read and nobody reads in between: the
         product can accumulate into other's tensor."""
-        order = {st.node: i for i, st in enumerate(self.steps)}
+        order = {st.node: i for i, st in enumerate(self.ops)}
         found = {}
-        for step in self.steps:
-            out = step.node
-            if step.kind is not Kind.LINEAR or len(out.users) != 1:
+        for op in self.ops:
+            out = op.node
+            if op.kind is not Kind.LINEAR or len(out.users) != 1:
                 continue
             (add,) = out.users
             if add.target not in ADDITIONS or len(add.args) != 2 or add.kwargs \
                     or not all(isinstance(a, fx.Node) for a in add.args) or add.args[0] is add.args[1]:
                 continue
             other = add.args[1] if add.args[0] is out else add.args[0]
-            if other in order and add in order and other in self.steps[order[add]].dying \
+            if other in order and add in order and other in self.ops[order[add]].dying \
                     and order[other] < order[out] \
                     and not any(order[out] < order[r.node] < order[add] for r in readers.get(other, [])):
                 found[out] = (other, add)
@@ -90,12 +90,12 @@ class PointEvaluator:
         along the points dimension are valid prepared parameters too (prepare once, run by
         chunks)."""
         prepared = dict(params)
-        for step in self.steps:
-            if not step.norm:
+        for op in self.ops:
+            if not op.norm:
                 continue
-            name, norm = step.layer, step.norm
+            name, norm = op.layer, op.norm
             scale, shift = kernels.affine(buffers[norm + ".running_mean"], buffers[norm + ".running_var"],
-                                          params.get(norm + ".weight"), params.get(norm + ".bias"), step.eps)
+                                          params.get(norm + ".weight"), params.get(norm + ".bias"), op.eps)
             prepared[name + ".weight"], prepared[name + ".bias"] = kernels.fold(
                 params[name + ".weight"], params.get(name + ".bias"), scale, shift)
         return prepared
@@ -105,7 +105,7 @@ class PointEvaluator:
         return self._run(len(next(iter(prepared.values()))), prepared, buffers, x)
 
     def _run(self, points: int, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
-        """The steps on (P * n, ...) activations -> outputs (P, n, ...)."""
+        """The ops on (P * n, ...) activations -> outputs (P, n, ...)."""
         env: dict[fx.Node, object] = {}
         owned: set[fx.Node] = set()  # new tensors nothing outside this run refers to
         inplace = not torch.is_grad_enabled()  # autograd may have saved a tensor for its backward
@@ -114,44 +114,44 @@ class PointEvaluator:
         def value(arg):
             return fx.node.map_arg(arg, env.__getitem__)
 
-        for step in self.steps:
-            node, kind, fresh = step.node, step.kind, True
+        for op in self.ops:
+            node, kind, fresh = op.node, op.kind, True
             if kind is Kind.LINEAR:
-                w, b = params.get(step.layer + ".weight"), params.get(step.layer + ".bias")
-                source = env[step.inputs[0]]
+                w, b = params.get(op.layer + ".weight"), params.get(op.layer + ".bias")
+                source = env[op.inputs[0]]
                 other, addition = self.into.get(node, (None, None))
                 if other is not None and inplace and other in owned \
                         and kernels.linear_into(points, source, w, b, env[other]):
                     result = env[other]
                     accumulated[addition] = other
                 else:
-                    result = kernels.linear(points, source, w, b, step.inputs[0] in self.shared_inputs,
+                    result = kernels.linear(points, source, w, b, op.inputs[0] in self.shared_inputs,
                                             node in self.final)
             elif kind is Kind.ACT:
-                (source,) = step.inputs
-                if inplace and source in owned and source in step.writable:
-                    result = IN_PLACE[step.activation](env[source])
+                (source,) = op.inputs
+                if inplace and source in owned and source in op.writable:
+                    result = IN_PLACE[op.activation](env[source])
                 else:
-                    result = FUNCTIONS[step.activation](env[source])
+                    result = FUNCTIONS[op.activation](env[source])
             elif kind is Kind.ADD:
                 if node in accumulated:
                     result = env[accumulated[node]]
                 else:
-                    result, fresh = _add(node, value, inplace, owned, step.writable)
+                    result, fresh = _add(node, value, inplace, owned, op.writable)
             elif kind is Kind.SCALE:
-                result = step.number * env[step.inputs[0]]
+                result = op.number * env[op.inputs[0]]
             elif kind is Kind.CONV:
-                m = self.program.module(step.layer)
-                result = kernels.conv1d(points, env[step.inputs[0]], params[step.layer + ".weight"],
-                                        params.get(step.layer + ".bias"), m.stride, m.padding,
+                m = self.program.module(op.layer)
+                result = kernels.conv1d(points, env[op.inputs[0]], params[op.layer + ".weight"],
+                                        params.get(op.layer + ".bias"), m.stride, m.padding,
                                         m.dilation, m.groups)
             elif kind is Kind.NORM:
-                result = kernels.batch_norm(points, env[step.inputs[0]], buffers[step.layer + ".running_mean"],
-                                            buffers[step.layer + ".running_var"], params.get(step.layer + ".weight"),
-                                            params.get(step.layer + ".bias"), step.eps)
+                result = kernels.batch_norm(points, env[op.inputs[0]], buffers[op.layer + ".running_mean"],
+                                            buffers[op.layer + ".running_var"], params.get(op.layer + ".weight"),
+                                            params.get(op.layer + ".bias"), op.eps)
             elif kind is Kind.ALIAS:
-                (source,) = step.inputs
-                result, fresh = env[source], source in owned and source in step.dying
+                (source,) = op.inputs
+                result, fresh = env[source], source in owned and source in op.dying
             elif kind is Kind.INPUT:  # Linear layers read one copy of x for every point
                 shared = node in self.shared_inputs
                 result, fresh = (x if shared else x.repeat(points, *[1] * (x.dim() - 1))), False
@@ -172,7 +172,7 @@ class PointEvaluator:
             env[node] = result
             if fresh:
                 owned.add(node)
-            for source in step.dying:
+            for source in op.dying:
                 del env[source]
                 owned.discard(source)
         raise RuntimeError("the traced graph has no output")  # fx graphs always have one

@@ -1,5 +1,5 @@
 """The fast engine's one interpreter of a model: the graph `graph.prove` accepted, compiled once
-into a list of `Step`s, one vocabulary (`Kind`) and one table of activations (`graph.ACTIVATIONS`).
+into a list of `Op`s, one vocabulary (`Kind`) and one table of activations (`graph.ACTIVATIONS`).
 Two runners execute the same program:
 
 - `points.PointEvaluator`: P weight vectors in one forward pass (the loss surfaces);
@@ -7,7 +7,7 @@ Two runners execute the same program:
 
 Compiling does what neither runner should repeat: an eval-mode batch norm read only by the
 Linear or Conv1d before it is folded into that layer (the norm's node becomes a LINEAR or CONV
-step with `norm` set, and the layer's own node disappears), and each step learns which values
+op with `norm` set, and the layer's own node disappears), and each op learns which values
 it is the last to read, so that a runner may drop them or write into them.
 """
 
@@ -30,13 +30,13 @@ ADDITIONS = (operator.add, torch.add)
 
 
 class Kind(enum.Enum):
-    """What a step computes. CALL is any other node, run as the graph would run it."""
+    """What an op computes. CALL is any other node, run as the graph would run it."""
 
     INPUT, OUTPUT, ATTR, LINEAR, CONV, NORM, ACT, ADD, SCALE, ALIAS, CALL = range(11)
 
 
 @dataclass(frozen=True)
-class Step:
+class Op:
     """One value of the program: `node`'s, computed from `inputs`."""
 
     kind: Kind
@@ -49,16 +49,16 @@ class Step:
     eps: float = 0.0              # NORM, or the folded norm's
     activation: str = ""          # ACT: a key of FUNCTIONS
     number: float | None = None   # ADD of a number, SCALE: the number
-    dying: tuple[fx.Node, ...] = ()            # values this step is the last to read
+    dying: tuple[fx.Node, ...] = ()            # values this op is the last to read
     writable: frozenset[fx.Node] = frozenset()  # of those, the ones it reads once
 
 
 @dataclass(frozen=True)
 class Program:
-    """A proven model's steps. `module(name)` is a layer of the traced graph."""
+    """A proven model's ops. `module(name)` is a layer of the traced graph."""
 
     traced: fx.GraphModule
-    steps: tuple[Step, ...]
+    ops: tuple[Op, ...]
 
     def module(self, name: str) -> nn.Module:
         return self.traced.get_submodule(name)
@@ -81,22 +81,22 @@ def compile_model(model: nn.Module, example: torch.Tensor | None = None) -> Prog
     nodes = [n for n in traced.graph.nodes if n not in folded]
     sources = {n: layer_of.get(n, n).all_input_nodes for n in nodes}
     last_reader = {source: node for node in nodes for source in sources[node]}
-    steps = []
+    ops = []
     for node in nodes:
-        step = _classify(traced, node, layer_of.get(node))
-        args = step.args
+        op = _classify(traced, node, layer_of.get(node))
+        args = op.args
         dying = tuple(s for s in sources[node] if last_reader.get(s) is node)
         once = {a for a in args if isinstance(a, fx.Node) and sum(b is a for b in args) == 1}
-        steps.append(_with(step, dying=dying, writable=frozenset(a for a in dying if a in once)))
-    return Program(traced, tuple(steps))
+        ops.append(_with(op, dying=dying, writable=frozenset(a for a in dying if a in once)))
+    return Program(traced, tuple(ops))
 
 
-def _with(step: Step, **changes: object) -> Step:
-    return Step(**{**step.__dict__, **changes})
+def _with(op: Op, **changes: object) -> Op:
+    return Op(**{**op.__dict__, **changes})
 
 
-def _classify(traced: fx.GraphModule, node: fx.Node, layer: fx.Node | None) -> Step:
-    """`node` as a Step; `layer` is the Linear or Conv1d node folded into it (node is the norm)."""
+def _classify(traced: fx.GraphModule, node: fx.Node, layer: fx.Node | None) -> Op:
+    """`node` as a Op; `layer` is the Linear or Conv1d node folded into it (node is the norm)."""
     source = layer if layer is not None else node
     args = source.args
     inputs = tuple(a for a in args if isinstance(a, fx.Node))
@@ -104,34 +104,34 @@ def _classify(traced: fx.GraphModule, node: fx.Node, layer: fx.Node | None) -> S
     plain = not source.kwargs and len(args) in (1, 2) and len(inputs) + len(numbers) == len(args)
     base = dict(node=node, inputs=inputs, args=args, plain=plain)
     if node.op == "placeholder":
-        return Step(Kind.INPUT, **{**base, "plain": True})
+        return Op(Kind.INPUT, **{**base, "plain": True})
     if node.op == "output":
-        return Step(Kind.OUTPUT, **{**base, "plain": len(inputs) == len(args)})
+        return Op(Kind.OUTPUT, **{**base, "plain": len(inputs) == len(args)})
     if node.op == "get_attr":
-        return Step(Kind.ATTR, **base)
+        return Op(Kind.ATTR, **base)
     if node.op == "call_module":
         module = traced.get_submodule(node.target)
         if layer is not None:
             kind = Kind.LINEAR if isinstance(traced.get_submodule(layer.target), nn.Linear) else Kind.CONV
-            return Step(kind, layer=str(layer.target), norm=str(node.target), eps=module.eps, **base)
+            return Op(kind, layer=str(layer.target), norm=str(node.target), eps=module.eps, **base)
         if isinstance(module, nn.Linear):
-            return Step(Kind.LINEAR, layer=str(node.target), **base)
+            return Op(Kind.LINEAR, layer=str(node.target), **base)
         if isinstance(module, nn.Conv1d):
-            return Step(Kind.CONV, layer=str(node.target), **base)
+            return Op(Kind.CONV, layer=str(node.target), **base)
         if isinstance(module, nn.BatchNorm1d):  # prove() admits eval mode with statistics only
-            return Step(Kind.NORM, layer=str(node.target), eps=module.eps, **base)
+            return Op(Kind.NORM, layer=str(node.target), eps=module.eps, **base)
         if type(module) in ACTIVATIONS and len(args) == 1 == len(inputs) and not node.kwargs:
-            return Step(Kind.ACT, activation=ACTIVATIONS[type(module)], **base)
+            return Op(Kind.ACT, activation=ACTIVATIONS[type(module)], **base)
         if isinstance(module, nn.Dropout) and not module.training and len(inputs) == 1:
-            return Step(Kind.ALIAS, **base)
-        return Step(Kind.CALL, **base)
+            return Op(Kind.ALIAS, **base)
+        return Op(Kind.CALL, **base)
     if node.op == "call_function" and plain and inputs:
         if node.target in ACTIVATIONS and len(args) == 1:
-            return Step(Kind.ACT, activation=ACTIVATIONS[node.target], **base)
+            return Op(Kind.ACT, activation=ACTIVATIONS[node.target], **base)
         if node.target in ADDITIONS and len(args) == 2:
-            return Step(Kind.ADD, number=numbers[0] if numbers else None, **base)
+            return Op(Kind.ADD, number=numbers[0] if numbers else None, **base)
         if node.target is operator.mul and len(numbers) == 1:
-            return Step(Kind.SCALE, number=numbers[0], **base)
+            return Op(Kind.SCALE, number=numbers[0], **base)
     if node.op == "call_function" and node.target in ADDITIONS and len(args) == 2 and not node.kwargs:
-        return Step(Kind.ADD, **base)  # of something not a node or number: points only
-    return Step(Kind.CALL, **base)
+        return Op(Kind.ADD, **base)  # of something not a node or number: points only
+    return Op(Kind.CALL, **base)

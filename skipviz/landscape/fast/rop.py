@@ -16,12 +16,13 @@ an eval-mode batch norm y = x_hat gamma + beta, x_hat = (x - mean) r, is handled
 and one that follows a Linear layer is folded into it (see `_Operator`: one pass over the
 activations less per layer, which is most of the speed). Values and adjoints do not depend on v,
 so they are computed once; each product is then one tangent pass forward and one backward, with
-no autograd graph to walk: on notebook 04's MLPs about 2.5 times faster than autograd's second
+no autograd graph to walk: on notebook 04's MLPs faster than autograd's second
 backward pass (`make bench`). The loss's own first and second derivatives with respect to the
 outputs come from autograd on `training.loss_for_targets`, the one definition of the loss.
 
-It runs the steps of `program.compile_model`, the engine's one interpreter of a traced model.
-Supported (checked on the traced graph, `graph.prove`, then per step): Linear, eval-mode
+One file of about 430 lines, because the operator's layout, forward, backward and tangent
+passes share one set of slots and are checked together. It runs the ops of `program.compile_model`, the engine's one interpreter of a traced model.
+Supported (checked on the traced graph, `graph.prove`, then per op): Linear, eval-mode
 BatchNorm1d, ReLU / Tanh / Sigmoid, eval-mode Dropout, additions, a number added or multiplied;
 inputs and outputs (batch, features). Anything else: `hessian_operator` returns None and the
 caller uses autograd. Every weight has a leading points dimension P: P weight vectors (the grid
@@ -42,33 +43,33 @@ from ...errors import SkipvizValueError
 from ...training import check_input_fits, loss_for_targets
 from . import kernels
 from .graph import per_signature
-from .program import Kind, Program, Step, compile_model
+from .program import Kind, Op, Program, compile_model
 from .sparse import SparseParts, csr
 
 __all__ = ["hessian_operator", "plan", "refusal"]
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
-# The steps the R-operator writes out; a program with any other is left to autograd.
+# The ops the R-operator writes out; a program with any other is left to autograd.
 SUPPORTED = (Kind.INPUT, Kind.OUTPUT, Kind.LINEAR, Kind.NORM, Kind.ACT, Kind.ADD, Kind.SCALE, Kind.ALIAS)
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _unsupported(program: Program) -> Step | None:
-    return next((st for st in program.steps if st.kind not in SUPPORTED or not st.plain), None)
+def _unsupported(program: Program) -> Op | None:
+    return next((st for st in program.ops if st.kind not in SUPPORTED or not st.plain), None)
 
 
-def plan(model: nn.Module) -> list[Step] | None:
-    """The model's program (`program.compile_model`) when the R-operator can run every step of
+def plan(model: nn.Module) -> list[Op] | None:
+    """The model's program (`program.compile_model`) when the R-operator can run every op of
     it, else None; a pure function of the model's `graph.signature`, compiled once for each."""
     check_model("model", model)
 
-    def make(m: nn.Module) -> list[Step] | None:
+    def make(m: nn.Module) -> list[Op] | None:
         program = compile_model(m)
         if not isinstance(program, Program) or _unsupported(program) is not None \
-                or sum(st.kind is Kind.INPUT for st in program.steps) != 1:
+                or sum(st.kind is Kind.INPUT for st in program.ops) != 1:
             return None
-        return list(program.steps)
+        return list(program.ops)
 
     return per_signature(_PLANS, model, make)
 
@@ -79,9 +80,9 @@ def refusal(model: nn.Module) -> str | None:
     program = compile_model(model)
     if not isinstance(program, Program):
         return program
-    step = _unsupported(program)
-    if step is not None:
-        return (f"{step.node.op} {step.node.target}: not a step the R-operator writes out (Linear, "
+    op = _unsupported(program)
+    if op is not None:
+        return (f"{op.node.op} {op.node.target}: not an operation the R-operator writes out (Linear, "
                 "eval-mode BatchNorm1d, ReLU/Tanh/Sigmoid, Dropout, additions, scalings)")
     return None if plan(model) is not None else "the model must have exactly one input"
 
@@ -111,22 +112,22 @@ class _Operator:
     Values, adjoints, J and S are computed when it is made; each call is one tangent pass
     forward, one backward and two sparse products (J, and [J^T S] on the stacked [H_phi u; v])."""
 
-    def __init__(self, steps: list[Step], params: Mapping[str, torch.Tensor],
+    def __init__(self, ops: list[Op], params: Mapping[str, torch.Tensor],
                  buffers: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
-        self.steps, self.params, self.buffers = steps, params, buffers
+        self.ops, self.params, self.buffers = ops, params, buffers
         first = params[next(iter(params))]
         self.points, self.dtype = len(first), first.dtype
-        self.readers = {st.node: sum(st.node in other.inputs for other in steps) for st in steps}
+        self.readers = {st.node: sum(st.node in other.inputs for other in ops) for st in ops}
         jacobian = self._layout()
         self.value: dict[fx.Node, torch.Tensor] = {}
         self.saved: dict[fx.Node, tuple] = {}
-        for step in steps:
-            if step.kind is Kind.INPUT:
-                self.value[step.node] = x.unsqueeze(0).expand(self.points, -1, -1)
-            elif step.kind is Kind.OUTPUT:
-                self.output = step.inputs[0]
+        for op in ops:
+            if op.kind is Kind.INPUT:
+                self.value[op.node] = x.unsqueeze(0).expand(self.points, -1, -1)
+            elif op.kind is Kind.OUTPUT:
+                self.output = op.inputs[0]
             else:
-                self.value[step.node] = self._forward(step)
+                self.value[op.node] = self._forward(op)
         out = self.value[self.output]
         if out.dim() != 3:
             raise SkipvizValueError("the R-operator products need outputs (batch, outputs)")
@@ -147,7 +148,7 @@ class _Operator:
         self.back = csr(back, (P * n_theta, P * (n_phi + n_theta)), self.dtype)
 
     def _layout(self) -> SparseParts:
-        """Lays out phi, one slot per (step, 'weight' / 'bias') with its values (P, ...), and
+        """Lays out phi, one slot per (op, 'weight' / 'bias') with its values (P, ...), and
         returns the entries of J = dphi/dtheta (theta flat in the order of `params`)."""
         P, params, buffers = self.points, self.params, self.buffers
         sizes = {name: t[0].numel() for name, t in params.items()}
@@ -173,23 +174,23 @@ class _Operator:
             else:  # e.g. a Linear without bias: a slot fixed at zero, with no column in J
                 slot(node, role, default.expand(P, *default.shape))
 
-        for step in self.steps:
-            node, weight, bias = step.node, step.layer + ".weight", step.layer + ".bias"
-            if step.kind is Kind.NORM:
-                ones = torch.ones_like(buffers[step.layer + ".running_var"])
+        for op in self.ops:
+            node, weight, bias = op.node, op.layer + ".weight", op.layer + ".bias"
+            if op.kind is Kind.NORM:
+                ones = torch.ones_like(buffers[op.layer + ".running_var"])
                 identity(node, "weight", weight, ones)
                 identity(node, "bias", bias, torch.zeros_like(ones))
-            elif step.kind is Kind.LINEAR and not step.norm:
+            elif op.kind is Kind.LINEAR and not op.norm:
                 w = params[weight]
                 identity(node, "weight", weight, w[0])
                 identity(node, "bias", bias, torch.zeros(w.shape[1], dtype=self.dtype))
-            elif step.kind is Kind.LINEAR:
+            elif op.kind is Kind.LINEAR:
                 # W* = s W, b* = s c + beta with s = gamma r, r = 1 / sqrt(var + eps), c = b - mean:
                 # J's entries are the partial derivatives of W* and b*.
                 w = params[weight]
-                gamma, beta = params.get(step.norm + ".weight"), params.get(step.norm + ".bias")
-                r = torch.rsqrt(buffers[step.norm + ".running_var"] + step.eps).expand(P, -1)
-                c = -buffers[step.norm + ".running_mean"].expand(P, -1)
+                gamma, beta = params.get(op.norm + ".weight"), params.get(op.norm + ".bias")
+                r = torch.rsqrt(buffers[op.norm + ".running_var"] + op.eps).expand(P, -1)
+                c = -buffers[op.norm + ".running_mean"].expand(P, -1)
                 if bias in params:
                     c = params[bias] + c
                 s = r if gamma is None else gamma * r
@@ -199,13 +200,13 @@ class _Operator:
                 if bias in params:
                     jacobian.add(ib, theta(bias), s)  # db*/db
                 if gamma is not None:
-                    tg = theta(step.norm + ".weight")
+                    tg = theta(op.norm + ".weight")
                     jacobian.add(iw, tg.unsqueeze(1).expand_as(iw), w * r.unsqueeze(2))  # dW*/dgamma
                     jacobian.add(ib, tg, r * c)  # db*/dgamma
-                    self.folds[node] = (step.inputs[0], r, theta(weight), tg,
+                    self.folds[node] = (op.inputs[0], r, theta(weight), tg,
                                         theta(bias) if bias in params else None)
                 if beta is not None:
-                    jacobian.add(ib, theta(step.norm + ".bias"), torch.ones(()))  # db*/dbeta
+                    jacobian.add(ib, theta(op.norm + ".bias"), torch.ones(()))  # db*/dbeta
         self.n_phi = end
         self.slots = list(self.phi)
         self.slot_sizes = [self.phi[k][0].numel() for k in self.slots]
@@ -230,58 +231,58 @@ class _Operator:
                 second.add(tg, tb, gb)
         return second
 
-    def _forward(self, step: Step) -> torch.Tensor:
-        """One step's value (P, n, C) at the weights, computed unfolded as the model computes it
+    def _forward(self, op: Op) -> torch.Tensor:
+        """One op's value (P, n, C) at the weights, computed unfolded as the model computes it
         (a ReLU input within float32 rounding of zero must fall on the same side as in the
         model); saves what its products need."""
-        x = self.value[step.inputs[0]]
+        x = self.value[op.inputs[0]]
         if x.dim() != 3:
             raise SkipvizValueError("the R-operator products need activations (batch, features)")
         P, n = x.shape[:2]
-        if step.kind in (Kind.LINEAR, Kind.NORM):
-            name = step.norm or step.layer
-            if step.kind is Kind.LINEAR:
-                x = kernels.linear(P, x.reshape(P * n, -1), self.params[step.layer + ".weight"],
-                                   self.params.get(step.layer + ".bias")).view(P, n, -1)
-                if not step.norm:
+        if op.kind in (Kind.LINEAR, Kind.NORM):
+            name = op.norm or op.layer
+            if op.kind is Kind.LINEAR:
+                x = kernels.linear(P, x.reshape(P * n, -1), self.params[op.layer + ".weight"],
+                                   self.params.get(op.layer + ".bias")).view(P, n, -1)
+                if not op.norm:
                     return x
             mean, var = self.buffers[name + ".running_mean"], self.buffers[name + ".running_var"]
             gamma, beta = self.params.get(name + ".weight"), self.params.get(name + ".bias")
-            if step.kind is Kind.NORM:
-                r = torch.rsqrt(var + step.eps)
-                self.saved[step.node] = ((x - mean) * r, (self.phi[step.node, "weight"] * r).unsqueeze(1), r)
-            return kernels.batch_norm(P, x.reshape(P * n, -1), mean, var, gamma, beta, step.eps).view(P, n, -1)
-        if step.kind is Kind.ACT:
-            a, d1, d2 = _activation(step.activation, x)
-            self.saved[step.node] = (d1, d2)
+            if op.kind is Kind.NORM:
+                r = torch.rsqrt(var + op.eps)
+                self.saved[op.node] = ((x - mean) * r, (self.phi[op.node, "weight"] * r).unsqueeze(1), r)
+            return kernels.batch_norm(P, x.reshape(P * n, -1), mean, var, gamma, beta, op.eps).view(P, n, -1)
+        if op.kind is Kind.ACT:
+            a, d1, d2 = _activation(op.activation, x)
+            self.saved[op.node] = (d1, d2)
             return a
-        if step.kind is Kind.ADD:
-            return x + (step.number if step.number is not None else self.value[step.inputs[1]])
-        if step.kind is Kind.SCALE:
-            return step.number * x
+        if op.kind is Kind.ADD:
+            return x + (op.number if op.number is not None else self.value[op.inputs[1]])
+        if op.kind is Kind.SCALE:
+            return op.number * x
         return x  # ALIAS
 
     def _backward(self, out_adjoint: torch.Tensor) -> dict[fx.Node, torch.Tensor]:
         """dL/d(value) of every node the loss depends on."""
         adjoint = {self.output: out_adjoint}
-        for step in reversed(self.steps):
-            g = adjoint.get(step.node)
-            if g is None or step.kind in (Kind.INPUT, Kind.OUTPUT):
+        for op in reversed(self.ops):
+            g = adjoint.get(op.node)
+            if g is None or op.kind in (Kind.INPUT, Kind.OUTPUT):
                 continue
-            if step.kind is Kind.LINEAR:
-                back = torch.bmm(g, self.phi[step.node, "weight"])
-            elif step.kind is Kind.NORM:
-                back = g * self.saved[step.node][1]
-            elif step.kind is Kind.ACT:
-                d1, d2 = self.saved[step.node]
+            if op.kind is Kind.LINEAR:
+                back = torch.bmm(g, self.phi[op.node, "weight"])
+            elif op.kind is Kind.NORM:
+                back = g * self.saved[op.node][1]
+            elif op.kind is Kind.ACT:
+                d1, d2 = self.saved[op.node]
                 back = g * d1
                 if d2 is not None:  # f''(z) a_bar, for the products
-                    self.saved[step.node] = (d1, d2 * g)
-            elif step.kind is Kind.SCALE:
-                back = step.number * g
+                    self.saved[op.node] = (d1, d2 * g)
+            elif op.kind is Kind.SCALE:
+                back = op.number * g
             else:  # ADD, ALIAS
                 back = g
-            for source in step.inputs:
+            for source in op.inputs:
                 if source.op != "placeholder":
                     adjoint[source] = _add(adjoint.get(source), back)
         return adjoint
@@ -303,38 +304,38 @@ class _Operator:
     def _tangents(self, direction: Mapping[tuple, torch.Tensor]) -> dict[fx.Node, torch.Tensor | None]:
         """R{value} of every node along the direction u = J v (None where it is zero)."""
         tangent: dict[fx.Node, torch.Tensor | None] = {}
-        fresh: set[fx.Node] = set()  # tangents made by their own step (new tensors)
-        for step in self.steps:
-            node = step.node
-            if step.kind in (Kind.INPUT, Kind.OUTPUT):
+        fresh: set[fx.Node] = set()  # tangents made by their own op (new tensors)
+        for op in self.ops:
+            node = op.node
+            if op.kind in (Kind.INPUT, Kind.OUTPUT):
                 continue
-            source = tangent.get(step.inputs[0])
-            if step.kind is Kind.LINEAR:
-                t = torch.baddbmm(direction[node, "bias"].unsqueeze(1), self.value[step.inputs[0]],
+            source = tangent.get(op.inputs[0])
+            if op.kind is Kind.LINEAR:
+                t = torch.baddbmm(direction[node, "bias"].unsqueeze(1), self.value[op.inputs[0]],
                                   direction[node, "weight"].transpose(1, 2))
                 if source is not None:
                     t.baddbmm_(source, self.phi[node, "weight"].transpose(1, 2))
-            elif step.kind is Kind.NORM:
+            elif op.kind is Kind.NORM:
                 normalized, scale, _ = self.saved[node]
                 t = torch.addcmul(direction[node, "bias"].unsqueeze(1), normalized, direction[node, "weight"].unsqueeze(1))
                 if source is not None:
                     t.addcmul_(source, scale)
-            elif step.kind is Kind.ACT:
+            elif op.kind is Kind.ACT:
                 d1, d2 = self.saved[node]
                 if source is None:
                     t = None
-                elif d2 is None and step.inputs[0] in fresh and self.readers[step.inputs[0]] == 1:
+                elif d2 is None and op.inputs[0] in fresh and self.readers[op.inputs[0]] == 1:
                     t = source.mul_(d1)  # nothing else reads the source's tangent (f'' = 0)
                 else:
                     t = source * d1
-            elif step.kind is Kind.ADD:
-                t = _add(source, None if step.number is not None else tangent.get(step.inputs[1]))
-            elif step.kind is Kind.SCALE:
-                t = None if source is None else step.number * source
+            elif op.kind is Kind.ADD:
+                t = _add(source, None if op.number is not None else tangent.get(op.inputs[1]))
+            elif op.kind is Kind.SCALE:
+                t = None if source is None else op.number * source
             else:
                 t = source
             tangent[node] = t
-            if t is not None and step.kind in (Kind.LINEAR, Kind.NORM, Kind.ACT, Kind.SCALE):
+            if t is not None and op.kind in (Kind.LINEAR, Kind.NORM, Kind.ACT, Kind.SCALE):
                 fresh.add(node)
         return tangent
 
@@ -345,14 +346,14 @@ class _Operator:
         bar_dot: dict[fx.Node, torch.Tensor] = {self.output: out_bar_dot}
         owned = {self.output}  # nodes whose bar_dot tensor no other node holds
         result: dict[tuple, torch.Tensor] = {}
-        for step in reversed(self.steps):
-            node = step.node
+        for op in reversed(self.ops):
+            node = op.node
             g_dot, g = bar_dot.pop(node, None), self.adjoint.get(node)
-            if step.kind in (Kind.INPUT, Kind.OUTPUT) or g is None:
+            if op.kind in (Kind.INPUT, Kind.OUTPUT) or g is None:
                 continue
-            source = step.inputs[0]
+            source = op.inputs[0]
             x, x_dot = self.value[source], tangent.get(source)
-            if step.kind is Kind.LINEAR:
+            if op.kind is Kind.LINEAR:
                 # R{W_bar} = g_dot^T x + g^T x_dot; R{b_bar} = sum g_dot; back = g_dot W + g V_W
                 uw = None if g_dot is None else torch.bmm(g_dot.transpose(1, 2), x)
                 if x_dot is not None:
@@ -366,7 +367,7 @@ class _Operator:
                 back = torch.bmm(g, direction[node, "weight"])
                 if g_dot is not None:
                     back.baddbmm_(g_dot, self.phi[node, "weight"])
-            elif step.kind is Kind.NORM:
+            elif op.kind is Kind.NORM:
                 normalized, scale, r = self.saved[node]
                 ug = None if g_dot is None else (g_dot * normalized).sum(1)
                 if x_dot is not None:
@@ -378,20 +379,20 @@ class _Operator:
                 back = g * (direction[node, "weight"] * r).unsqueeze(1)
                 if g_dot is not None:
                     back.addcmul_(g_dot, scale)
-            elif step.kind is Kind.ACT:
+            elif op.kind is Kind.ACT:
                 d1, d2a = self.saved[node]
                 back = None if g_dot is None else (g_dot.mul_(d1) if node in owned else g_dot * d1)
                 if d2a is not None and x_dot is not None:
                     back = _add(back, d2a * x_dot)
-            elif step.kind is Kind.SCALE:
-                back = None if g_dot is None else step.number * g_dot
+            elif op.kind is Kind.SCALE:
+                back = None if g_dot is None else op.number * g_dot
             else:  # ADD, ALIAS: the same tensor goes on
                 back = g_dot
             if back is None:
                 continue
-            targets = [t for t in step.inputs if t in self.adjoint]
+            targets = [t for t in op.inputs if t in self.adjoint]
             # A target may overwrite its tensor later only if no other node holds it.
-            exclusive = len(targets) == 1 and (step.kind not in (Kind.ADD, Kind.ALIAS) or node in owned)
+            exclusive = len(targets) == 1 and (op.kind not in (Kind.ADD, Kind.ALIAS) or node in owned)
             for t in targets:
                 before = bar_dot.get(t)
                 if before is None:
@@ -416,7 +417,7 @@ def hessian_operator(model: nn.Module, params: Mapping[str, torch.Tensor],
     flat layout of v); buffers: {name: tensor}; x: (n, features); y: (n,) class labels or
     (n, outputs) float targets.
 
-    Notebook 04, §4 writes out the equations for a Linear layer and checks this against jvp(grad).
+    Notebook 04, §5 writes out the equations for a Linear layer and checks this against jvp(grad).
     """
     check_input_fits(model, x, y)
     if not isinstance(params, Mapping) or not all(isinstance(v, torch.Tensor) for v in params.values()):
@@ -427,10 +428,10 @@ def hessian_operator(model: nn.Module, params: Mapping[str, torch.Tensor],
     if list(params) != names:
         raise SkipvizValueError("params must hold every parameter of the model, by name, in "
                          "model.named_parameters() order")
-    steps = plan(model)
-    if steps is None or x.dim() != 2:
+    ops = plan(model)
+    if ops is None or x.dim() != 2:
         return None
     try:
-        return _Operator(steps, params, buffers, x, y)
+        return _Operator(ops, params, buffers, x, y)
     except ValueError:  # a shape the products do not handle (e.g. 3-D activations)
         return None
