@@ -1,8 +1,10 @@
 """Per-layer measurements at a given input: activation statistics, activation and weight gradients,
-and the Glorot-Bengio prediction of how fast gradients shrink per layer."""
+and the Glorot-Bengio prediction of how fast gradients shrink per layer (notebook 01); the
+gradient of a model along a line of inputs and its autocorrelation (notebook 08)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -11,10 +13,11 @@ from torch import nn
 
 from ._validation import check_bool, check_choice, check_int, float_array, show
 from .errors import SkipvizValueError
-from .models import ACTIVATIONS, INITS
-from .training import check_input_fits, loss_for_targets
+from .models import ACTIVATIONS, INITS, ModelConfig
+from .training import check_input_fits, check_inputs, loss_for_targets
 
-__all__ = ["ACTIVATION_GAIN", "N_VAR_W", "LayerProbe", "glorot_factor", "per_layer_factor", "probe"]
+__all__ = ["ACTIVATION_GAIN", "N_VAR_W", "LayerProbe", "autocorrelation", "autocovariance", "frozen_statistics",
+           "glorot_factor", "input_gradient", "per_layer_factor", "probe"]
 
 # E[f'(s)^2] for small pre-activations s: the factor an activation contributes to the backward
 # variance in Glorot & Bengio's linear-regime argument (ReLU: half the units pass the gradient).
@@ -153,3 +156,114 @@ def glorot_factor(activation: str, init: str) -> float:
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("init", init, INITS)
     return math.sqrt(N_VAR_W[init] * ACTIVATION_GAIN[activation])
+
+
+# ---------------------------------------------------------------------------- notebook 08
+
+def input_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """dy/dx of a model with one input and one output at every point of a line of inputs.
+
+    x: (n, 1), the points (e.g. 256 points on [-2, 2]); returns (n,), the derivative of the
+    model's output at each point, in x's dtype. Written out in notebook 08, §1.
+
+    Batch normalization: a model in train mode normalizes with the statistics of its batch, here
+    the whole line x; they are computed once and held fixed while differentiating
+    (`frozen_statistics`), so every value is the derivative of the function the network computes
+    on this line, at that point (without it, each value would also carry how moving one point
+    shifts the statistics of all). In eval mode the running statistics are used. Dropout is off.
+    The model is not changed: the derivative is taken on a copy.
+    """
+    twin = frozen_statistics(model, x)
+    xs = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = _run(twin, xs)
+        if y.shape not in ((len(x),), (len(x), 1)):
+            raise SkipvizValueError(f"model must give one output per point, shape ({len(x)}, 1) or ({len(x)},); "
+                                    f"got shape {tuple(y.shape)}")
+        # Every output depends on its own point only (eval mode), so the gradient of the sum holds
+        # each point's own derivative.
+        (g,) = torch.autograd.grad(y.sum(), xs)
+    return g[:, 0].detach()
+
+
+def _check_line(model: nn.Module, x: torch.Tensor) -> None:
+    check_inputs(model, x)
+    if x.dim() != 2 or x.shape[1] != 1:
+        raise SkipvizValueError(f"x must have shape (n, 1): points on a line of one-dimensional inputs; got "
+                                f"shape {tuple(x.shape)}")
+    config = getattr(model, "config", None)
+    if isinstance(config, ModelConfig) and config.input_size()[1] != 1:
+        key, size = config.input_size()
+        raise SkipvizValueError(f"model {type(model).__name__}({key}={size}) takes {size} inputs; the gradient "
+                                f"along a line needs a model of one input ({key}=1)")
+
+
+def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        return model(x)
+    except Exception as err:
+        raise SkipvizValueError(f"model cannot take x of shape {tuple(x.shape)} (one input per point): "
+                                f"{type(err).__name__}: {err}") from None
+
+
+def frozen_statistics(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """A copy of `model` in eval mode that computes, at each point of x (n, 1) alone, what `model`
+    computes on the batch x: a model in train mode normalizes with the batch's statistics, so each of the
+    copy's batch-norm layers gets the mean and (biased) variance of its input over x, held fixed;
+    a model in eval mode keeps its running statistics. Dropout is off. `model` is not changed."""
+    _check_line(model, x)
+    twin = copy.deepcopy(model)
+    norms = [m for m in twin.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if twin.training and norms:
+        if len(x) < 2:
+            raise SkipvizValueError("x must hold at least 2 points when the model normalizes with batch "
+                                    "statistics (train mode): one point has no variance")
+        seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def record(module, inputs):
+            z = inputs[0].detach()
+            dims = [0, *range(2, z.dim())]
+            seen[module] = (z.mean(dims), z.var(dims, unbiased=False))
+
+        hooks = [m.register_forward_pre_hook(record) for m in norms]
+        try:
+            with torch.no_grad():
+                _run(twin, x)
+        finally:
+            for h in hooks:
+                h.remove()
+        for m in norms:
+            m.running_mean, m.running_var = seen[m]
+            m.track_running_stats = True
+    return twin.eval()
+
+
+def _series(g: object, max_lag: object) -> tuple[torch.Tensor, int]:
+    array = float_array(g)
+    if array is None or array.ndim != 1 or len(array) < 2:
+        raise SkipvizValueError(f"g must be a 1-D sequence of at least 2 numbers (a gradient along a line); "
+                                f"got {show(g)}")
+    if not math.isfinite(float(abs(array).sum())):
+        raise SkipvizValueError("g holds inf or nan")
+    max_lag = check_int("max_lag", max_lag, minimum=0, maximum=len(array) - 1)
+    return torch.as_tensor(array, dtype=torch.float64), max_lag
+
+
+def autocovariance(g: object, max_lag: int) -> torch.Tensor:
+    """C(k) = mean over i of (g_i - mean g)(g_{i+k} - mean g) for k = 0..max_lag: how alike the
+    gradient is at points k steps apart on the line. g: (n,) values; returns (max_lag + 1,)
+    float64. The mean is over the n - k pairs at each lag."""
+    g, max_lag = _series(g, max_lag)
+    d = g - g.mean()
+    return torch.stack([(d[:len(d) - k] * d[k:]).mean() for k in range(max_lag + 1)])
+
+
+def autocorrelation(g: object, max_lag: int) -> torch.Tensor:
+    """rho(k) = C(k) / C(0) for k = 0..max_lag (`autocovariance`): 1 at lag 0; near 1 at small
+    lags for a smooth ("brown noise") gradient, near 0 for one that looks like white noise.
+    g: (n,) values; returns (max_lag + 1,) float64. Raises for a constant g, whose
+    autocorrelation is undefined. Written out in notebook 08, §1."""
+    c = autocovariance(g, max_lag)
+    if not c[0] > 0:
+        raise SkipvizValueError("g is constant along the line: its autocorrelation is undefined (0 / 0)")
+    return c / c[0]

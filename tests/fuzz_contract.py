@@ -109,7 +109,8 @@ ANSWER_CHECKS = {f"exercises.{n}": p for n, p in [
     ("check_mean_abs_weight", "value"), ("check_quiet_layer", "fn"),
     ("check_scaled_distance", "fn"), ("check_stopping_rule", "answer"),
     ("check_residual_block", "cls"), ("check_skip_block", "cls"), ("check_highway_layer", "cls"),
-    ("check_dense_block", "fn"), ("check_unet_level", "cls")]}
+    ("check_dense_block", "fn"), ("check_unet_level", "cls"), ("check_autocorrelation", "fn"),
+    ("check_shrink_factor", "value")]}
 
 
 def public_callables() -> dict[str, Callable]:

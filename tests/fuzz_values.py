@@ -103,6 +103,12 @@ OVERRIDES: dict[str, dict[str, Callable[[], Any]]] = {
     "paths.sampled_path_gradients": {"samples": lambda: 2},
     "probes.per_layer_factor": {"values": lambda: torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])},
     "probes.glorot_factor": {"activation": lambda: "tanh", "init": lambda: "xavier"},
+    "probes.input_gradient": {"model": lambda: models.ResidualMLP(1, 1, width=4, depth=2, norm="batch"),
+                              "x": lambda: torch.linspace(-2, 2, 8).unsqueeze(1)},
+    "probes.frozen_statistics": {"model": lambda: models.ResidualMLP(1, 1, width=4, depth=2, norm="batch"),
+                                 "x": lambda: torch.linspace(-2, 2, 8).unsqueeze(1)},
+    "probes.autocorrelation": {"g": lambda: torch.tensor([0.0, 1.0, 3.0, 2.0, 5.0]), "max_lag": lambda: 2},
+    "probes.autocovariance": {"g": lambda: torch.tensor([0.0, 1.0, 3.0, 2.0, 5.0]), "max_lag": lambda: 2},
     "perturbation.stopping_rule": {"scaled_distance": lambda: 2.35},
     "perturbation.sweep": {"depths": lambda: [1, 2], "train_one": lambda: _square,
                            "progress": lambda: False},
@@ -133,6 +139,7 @@ OVERRIDES: dict[str, dict[str, Callable[[], Any]]] = {
     "exercises.check_block": {"block_class": lambda: None},
     "exercises.check_mean_abs_weight": {"value": lambda: 0.0},
     "exercises.check_stopping_rule": {"answer": lambda: None},
+    "exercises.check_shrink_factor": {"value": lambda: 0.0},
     "exercises.UNetLevelBase": {"channels": lambda: 4},
     "exercises.dense_layers": {},
 }
@@ -141,7 +148,7 @@ for _name in ("check_bn_block", "check_residual_block", "check_skip_block", "che
     OVERRIDES[f"exercises.{_name}"] = {"cls": lambda: None}
 for _name in ("check_two_branch_paths", "check_tau_after_swaps", "check_filter_normalization",
               "check_power_iteration", "check_quiet_layer", "check_scaled_distance",
-              "check_dense_block"):
+              "check_dense_block", "check_autocorrelation"):
     OVERRIDES[f"exercises.{_name}"] = {"fn": lambda: None}
 
 

@@ -42,8 +42,11 @@ from .core import (
     BLOCKS,
     INITS,
     NORMS,
+    PLAIN_ACTIVATIONS,
+    PLAIN_INITS,
     SHORTCUTS,
     SPANS,
+    CReLU,
     ModelConfig,
     SkipList,
     SkipNet,
@@ -62,7 +65,8 @@ from .mlp import (
     TelescopeMLPConfig,
 )
 
-__all__ = ["ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "SHORTCUTS", "SPANS", "Dense", "DenseLayer1d",
+__all__ = ["ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "PLAIN_ACTIVATIONS", "PLAIN_INITS", "SHORTCUTS", "SPANS",
+           "CReLU", "Dense", "DenseLayer1d",
            "DenseNet1d", "DenseNet1dConfig", "HighwayLayer", "HighwayMLP", "HighwayMLPConfig",
            "ModelConfig", "PlainMLP", "PlainMLPConfig", "PreActBlock1d", "ResNet1d", "ResNet1dConfig",
            "ResidualBlock", "ResidualMLP", "ResidualMLPConfig", "SkipBlock1d", "SkipConvNet",

@@ -20,6 +20,9 @@ from ..errors import SkipvizValueError
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 INITS = ("default", "xavier", "he", "small")
+# A plain MLP may also use concatenated ReLUs and start as a linear map (notebook 08).
+PLAIN_ACTIVATIONS = (*ACTIVATIONS, "crelu")
+PLAIN_INITS = (*INITS, "looks_linear")
 BLOCKS = ("v1", "v2", "preact")
 SPANS = (1, 2)
 NORMS = ("none", "batch")
@@ -47,10 +50,21 @@ def check_depth(name: str, value: object) -> int:
     return check_int(name, value, maximum=MAX_DEPTH)
 
 
+class CReLU(nn.Module):
+    """Concatenated ReLU: (batch, n) -> (batch, 2n), [relu(x), relu(-x)]. It loses nothing:
+    relu(x) - relu(-x) = x, which is what the "looks linear" initialization uses."""
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
+
+
 def make_activation(name: str) -> nn.Module:
-    """nn.ReLU, nn.Tanh or nn.Sigmoid by name."""
-    name = check_choice("activation name", name, ACTIVATIONS)
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
+    """nn.ReLU, nn.Tanh, nn.Sigmoid or CReLU ('crelu', which doubles the width) by name."""
+    name = check_choice("activation name", name, PLAIN_ACTIVATIONS)
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "crelu": CReLU}[name]()
 
 
 def init_weights(model: nn.Module, init: str) -> None:
@@ -60,9 +74,16 @@ def init_weights(model: nn.Module, init: str) -> None:
     'xavier': Glorot normal, Var[w] = 2/(fan_in + fan_out); biases 0.
     'he':     Kaiming normal for ReLU, Var[w] = 2/fan_in; biases 0.
     'small':  N(0, 1/(4 fan_in)), so n Var[w] = 1/4; biases 0 (a deliberately vanishing init).
+    'looks_linear': a PlainMLP with concatenated ReLUs only (`PlainMLP.looks_linear`).
     """
     check_model("model", model)
-    init = check_choice("init", init, INITS)
+    init = check_choice("init", init, PLAIN_INITS)
+    if init == "looks_linear":
+        if not hasattr(model, "looks_linear"):
+            raise SkipvizValueError("init 'looks_linear' needs a PlainMLP with activation='crelu': build one "
+                                    "with models.PlainMLP(..., activation='crelu', init='looks_linear')")
+        model.looks_linear()
+        return
     if init == "default":
         return
     for m in model.modules():

@@ -11,11 +11,14 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_int, check_positive, check_seed
+from ..errors import SkipvizValueError
 from .core import (
     ACTIVATIONS,
     BLOCKS,
     INITS,
     NORMS,
+    PLAIN_ACTIVATIONS,
+    PLAIN_INITS,
     SPANS,
     ModelConfig,
     SkipNet,
@@ -28,7 +31,8 @@ from .core import (
 
 
 class Dense(nn.Sequential):
-    """One hidden layer of a plain MLP: Linear, then the activation. Output (batch, out)."""
+    """One hidden layer of a plain MLP: Linear, then the activation. Output (batch, out), or
+    (batch, 2 out) for 'crelu'."""
 
     def __init__(self, n_in: int, n_out: int, activation: str):
         n_in, n_out = check_int("n_in", n_in), check_int("n_out", n_out)
@@ -54,9 +58,14 @@ class PlainMLPConfig(ModelConfig):
         self._set("out_dim", check_int("out_dim", self.out_dim))
         self._set("width", check_int("width", self.width))
         self._set("depth", check_depth("depth", self.depth))
-        self._set("activation", check_choice("activation", self.activation, ACTIVATIONS))
-        self._set("init", check_choice("init", self.init, INITS))
-        self.check_budget(self.width * (self.in_dim + self.out_dim + self.depth * self.width),
+        self._set("activation", check_choice("activation", self.activation, PLAIN_ACTIVATIONS))
+        self._set("init", check_choice("init", self.init, PLAIN_INITS))
+        if self.init == "looks_linear" and self.activation != "crelu":
+            raise SkipvizValueError(f"init='looks_linear' needs activation='crelu' (it mirrors each weight "
+                                    f"matrix onto the two halves of a concatenated ReLU); got "
+                                    f"activation={self.activation!r}")
+        wide = 2 if self.activation == "crelu" else 1  # a concatenated ReLU doubles what layers read
+        self.check_budget(self.width * (self.in_dim + wide * (self.out_dim + self.depth * self.width)),
                           "width", "depth", "in_dim")
         self._set("seed", check_seed("seed", self.seed, allow_none=True))
 
@@ -64,7 +73,9 @@ class PlainMLPConfig(ModelConfig):
 class PlainMLP(SkipNet):
     """`depth` hidden layers h_l = act(W_l h_{l-1} + b_l) of equal width, then a linear output.
 
-    Input (batch, in_dim) -> output (batch, out_dim). No skips: `skips == []`.
+    Input (batch, in_dim) -> output (batch, out_dim). No skips: `skips == []`. With
+    activation='crelu' each hidden layer outputs [relu(z), relu(-z)], twice its width, and
+    init='looks_linear' starts the network as a linear map (`looks_linear`, notebook 08).
     """
 
     Config = PlainMLPConfig
@@ -73,12 +84,30 @@ class PlainMLP(SkipNet):
                  activation: str = "relu", init: str = "default", seed: int | None = 0):
         super().__init__()
         self.config = c = self.Config(in_dim, out_dim, width, depth, activation, init, seed)
+        wide = 2 * c.width if c.activation == "crelu" else c.width  # what a hidden layer outputs
         with seeded(c.seed):
-            sizes = [c.in_dim] + [c.width] * c.depth
-            self.layers = nn.ModuleList(Dense(a, b, c.activation) for a, b in zip(sizes, sizes[1:]))
-            self.head = nn.Linear(c.width, c.out_dim)
+            inputs = [c.in_dim] + [wide] * (c.depth - 1)
+            self.layers = nn.ModuleList(Dense(n, c.width, c.activation) for n in inputs)
+            self.head = nn.Linear(wide, c.out_dim)
             init_weights(self, c.init)
         self._init_skips(0)
+
+    def looks_linear(self) -> None:
+        """Balduzzi et al.'s "looks linear" initialization, in place: the first layer orthogonal,
+        every later layer and the output [W, -W] with W orthogonal, all biases 0. With concatenated
+        ReLUs, [W, -W] [relu(z), relu(-z)] = W z, so the network starts as the linear map
+        x -> W_out ... W_1 x: its gradient with respect to x is the same at every input."""
+        if self.config.activation != "crelu":
+            raise SkipvizValueError("looks_linear needs a PlainMLP with activation='crelu'")
+        with torch.no_grad():
+            first = self.layers[0][0]
+            nn.init.orthogonal_(first.weight)
+            first.bias.zero_()
+            for linear in [*(layer[0] for layer in self.layers[1:]), self.head]:
+                half = torch.empty(linear.out_features, linear.in_features // 2)
+                nn.init.orthogonal_(half)
+                linear.weight.copy_(torch.cat([half, -half], dim=1))
+                linear.bias.zero_()
 
     @property
     def probe_layers(self) -> nn.ModuleList:
