@@ -44,8 +44,11 @@ def check_autocorrelation(fn: object, seed: int = 0) -> CheckResult:
     series = _series(seed)
     mistakes = {
         "you did not subtract the mean first: a gradient with a large mean then looks correlated even when "
-        "its ups and downs are not (this is what np.correlate on the raw gradient does)":
+        "its ups and downs are not":
             lambda g, k: _reference(g, k, center=False),
+        "that is np.correlate on the raw gradient, normalized by lag 0: subtract the mean first, and average "
+        "the products of the n - k pairs rather than summing them":
+            lambda g, k: _reference(g, k, center=False, pairs=False),
         "you divided a sum over the n - k pairs by a sum over all n points, which shrinks rho(k) by (n - k)/n; "
         "take the mean of each instead":
             lambda g, k: _reference(g, k, pairs=False),
@@ -56,12 +59,14 @@ def check_autocorrelation(fn: object, seed: int = 0) -> CheckResult:
             lambda g, k: float(((g - g.mean())[:len(g) - k] * (g - g.mean())[k:]).mean()),
         "off by one in the lag: points k apart are g[i] and g[i + k]":
             lambda g, k: _reference(g, k + 1) if k + 1 < len(g) else math.nan,
+        "off by one in the lag, one too few: points k apart are g[i] and g[i + k]":
+            lambda g, k: _reference(g, k - 1) if k >= 1 else math.nan,
     }
     for g in series:
         for k in (0, 1, 3, 7):
             text = f"lag_autocorrelation(g, {k}) for a series of {len(g)} values"
             value, problem = call_number(fn, "lag_autocorrelation", text, g.clone(), k)
-            if problem is not None and k == 0 and "size" in problem.message:
+            if problem is not None and k == 0 and ("size" in problem.message or "broadcast" in problem.message):
                 return CheckResult(False, "lag_autocorrelation(g, 0) failed: at lag 0, g[:-k] is g[:0], which is "
                                           "empty; slice with g[:len(g) - k]")
             if problem is not None:
@@ -94,5 +99,8 @@ def check_shrink_factor(value: object) -> CheckResult:
             1.0,
         "count each factor once: one for the D weights of the next layer, one for the ReLU":
             0.25,
+        "that is the weight variance 1/D itself; the question asks how the variance of z changes from one "
+        "layer to the next":
+            1 / 200,
     }
     return check_number(value, "shrink_factor", 0.5, mistakes)

@@ -5,8 +5,8 @@ Where each model's forward pass is (the last method of its class):
 
 | model          | file        | notebook | a skip is                                   |
 |----------------|-------------|----------|---------------------------------------------|
-| `PlainMLP`     | `mlp.py`    | 01, 03   | (none)                                      |
-| `ResidualMLP`  | `mlp.py`    | 01-04    | the `+ x` of `ResidualBlock.forward`        |
+| `PlainMLP`     | `mlp.py`    | 01, 03, 08 | (none)                                    |
+| `ResidualMLP`  | `mlp.py`    | 01-04, 08 | the `+ x` of `ResidualBlock.forward`       |
 | `TelescopeMLP` | `mlp.py`    | 05       | a hidden layer's path to the last one       |
 | `SkipConvNet`  | `conv.py`   | 02       | the `+ shortcut(x)` of `SkipBlock1d`        |
 | `ResNet1d`     | `conv.py`   | 06       | the `+ x` of `PreActBlock1d`                |
