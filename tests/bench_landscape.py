@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from skipviz import data, landscape, models, training  # noqa: E402
 from skipviz.landscape import directions  # noqa: E402
+from skipviz.landscape import products as hessian_products  # noqa: E402
 
 
 def seconds(fn, repeat: int = 1) -> float:
@@ -175,10 +176,10 @@ def bench_plane(title: str, model: nn.Module, ds: data.Dataset, steps: int, roun
     dy = landscape.random_direction(model, seed=2)
     gflop = steps * steps * linear_flops(model, len(ds.x_train)) / 1e9
     coords = directions.grid(steps, 1.0).tolist()
-    auto = landscape.surface_2d(model, ds, dx, dy, points=steps, cache=False)  # which method auto picks
-    fns = {"auto": lambda: landscape.surface_2d(model, ds, dx, dy, points=steps, cache=False)}
+    auto = landscape.surface_2d(model, ds, dx, dy, points=steps, cache=False, progress=False)  # which method auto picks
+    fns = {"auto": lambda: landscape.surface_2d(model, ds, dx, dy, points=steps, cache=False, progress=False)}
     for method in ("batched", "vmap", "loop"):
-        fns[method] = lambda m=method: landscape.surface_2d(model, ds, dx, dy, points=steps, method=m, cache=False)
+        fns[method] = lambda m=method: landscape.surface_2d(model, ds, dx, dy, points=steps, method=m, cache=False, progress=False)
     fns["ll"] = lambda: loss_landscapes_plane(copy.deepcopy(model), ds.x_train, ds.y_train, steps)
     fns["paper"] = lambda: paper_style_plane(copy.deepcopy(model), ds.x_train, ds.y_train, dx, dy, coords)
     before = matmul_peak()
@@ -221,7 +222,7 @@ def bench_hessian(rounds: int) -> None:
     top, low, products = results["paper"]
     for steps in (default_steps, 80):
         r = results[steps]
-        label = f"skipviz hessian_extremes, {steps} steps" + (" (default)" if steps == default_steps else "")
+        label = f"skipviz hessian_extremes, {steps} iterations" + (" (default)" if steps == default_steps else "")
         print(f"  {label:46s}{times[steps]:7.3f}s  lambda_max {r.lambda_max:9.3f}  lambda_min "
               f"{r.lambda_min:8.4f}  residuals {r.residual_max:.1e}, {r.residual_min:.1e}; "
               f"{r.iterations} products; paper-style {times['paper'] / times[steps]:.1f}x slower")
@@ -237,8 +238,8 @@ def bench_hessian(rounds: int) -> None:
     vector = torch.randn(1, len(flat.vector), generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
     with training.eval_mode(model):
-        operators = {"rop": products.hessian_products(model, ds, "train", None, weights),
-                     "autograd": products.hessian_products(model, ds, "train", None, weights,
+        operators = {"rop": hessian_products.hessian_products(model, ds, "train", None, weights),
+                     "autograd": hessian_products.hessian_products(model, ds, "train", None, weights,
                                                              autograd=True)}
         repeats = 20
         product_times = interleaved({k: (lambda op=op: [op(vector) for _ in range(repeats)])
@@ -263,7 +264,7 @@ def bench_hessian(rounds: int) -> None:
     d2 = landscape.random_direction(model, seed=2)
     k, lsteps = 5, 20
     times = interleaved({
-        "map": lambda: landscape.curvature_map(model, ds, d1, d2, points=k, lanczos_iterations=lsteps, cache=False),
+        "map": lambda: landscape.curvature_map(model, ds, d1, d2, points=k, lanczos_iterations=lsteps, cache=False, progress=False),
         "one": lambda: landscape.hessian_extremes(model, ds, iterations=lsteps, cache=False),
     }, rounds)
     print(f"  skipviz curvature_map {k}x{k}, {lsteps} Lanczos steps, batched by 8 points "
