@@ -61,9 +61,17 @@ def log_path(path: Path, seed: int, fast: bool) -> Path:
     return OUT / f"{path.stem}-seed{seed}{'-fast' if fast else ''}.margins.jsonl"
 
 
+def seed_value(text: str) -> int:
+    """A seed for --seeds; "08" is refused, since `--seeds 0 1 08` means notebook 08 far more often."""
+    if len(text) > 1 and text.startswith("0"):
+        raise argparse.ArgumentTypeError(f"{text!r} looks like a notebook prefix: give notebooks before "
+                                         f"--seeds (tools/claims.py 08 --seeds 0 1 2)")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_value, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fast", action="store_true", help="FAST mode instead of FULL")
     parser.add_argument("notebooks", nargs="*", help="two-digit prefixes (default: all)")
     args = parser.parse_args()
