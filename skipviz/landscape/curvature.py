@@ -158,9 +158,14 @@ def curvature_map(model: nn.Module, dataset: Dataset, dir_x: Sequence[torch.Tens
         with eval_mode(model), progress_bar(len(plane), progress, "curvature map") as bar:
             flat = Flat(model)
             basis = torch.stack([flat.flatten(dir_x), flat.flatten(dir_y)])
+            reference = None  # whether the first chunk's check chose the reference products
             for start in range(0, len(plane), chunk_size):
                 weights = flat.vector + plane[start:start + chunk_size].to(flat.vector.dtype) @ basis
-                matvec = hessian_products(model, dataset, split, batch_size, weights)
+                # Checked once per map: the chunks differ only in their weights.
+                matvec = hessian_products(model, dataset, split, batch_size, weights, check=reference is None,
+                                          reference=bool(reference))
+                if reference is None:
+                    reference = matvec.kind == "reference"
                 try:
                     results.append(lanczos_extremes(matvec, weights.shape[1], lanczos_iterations,
                                                     batch=len(weights), seed=seed))

@@ -20,18 +20,22 @@ from .fast import points, rop
 
 
 def hessian_products(model: nn.Module, dataset: Dataset, split: str, batch_size: int | None,
-                      weights: torch.Tensor, autograd: bool = False
-                      ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The Hessian-vector products of `_products`, checked before they are used: on every call
-    the fast products (the R-operator or the point-batched pass) are compared on a seeded random
-    probe with the reference (autograd through `functional_call`, one point at a time) on up to
-    two points; if they disagree, or fail, the reference is used. The check is part of the call,
-    so a result never depends on what ran before."""
+                     weights: torch.Tensor, autograd: bool = False, check: bool = True,
+                     reference: bool = False) -> Products:
+    """The Hessian-vector products of `_products`, checked before they are used: the fast products
+    (the R-operator or the point-batched pass) are compared on a seeded random probe with the
+    reference (autograd through `functional_call`, one point at a time) on up to two points; if
+    they disagree, or fail, the reference is used (`.kind` says which). The check is part of the
+    call, so a result never depends on what ran before. A caller that has checked the same model
+    and data already in this call (`curvature_map`'s later chunks) passes check=False, and
+    reference=True when that check chose the reference."""
+    if reference:
+        return _products(model, dataset, split, batch_size, weights, True, reference=True)
     try:
         fast = _products(model, dataset, split, batch_size, weights, autograd)
     except Exception:  # a model the fast products cannot take (tied weights, an odd layer, ...)
         return _products(model, dataset, split, batch_size, weights, True, reference=True)
-    if fast.kind == "reference":
+    if fast.kind == "reference" or not check:
         return fast
     rows = min(2, len(weights))
     probe = torch.randn(len(weights), weights.shape[1], generator=torch.Generator().manual_seed(0),

@@ -55,8 +55,17 @@ SUPPORTED = (Kind.INPUT, Kind.OUTPUT, Kind.LINEAR, Kind.NORM, Kind.ACT, Kind.ADD
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _unsupported(program: Program) -> Op | None:
-    return next((st for st in program.ops if st.kind not in SUPPORTED or not st.plain), None)
+def _reason(program: Program | str) -> str | None:
+    """Why the R-operator cannot run `program` (or the proof's reason, given instead), or None."""
+    if not isinstance(program, Program):
+        return program
+    op = next((op for op in program.ops if op.kind not in SUPPORTED or not op.plain), None)
+    if op is not None:
+        return (f"{op.node.op} {op.node.target}: not an operation the R-operator writes out (Linear, "
+                "eval-mode BatchNorm1d, ReLU/Tanh/Sigmoid, Dropout, additions, scalings)")
+    if sum(op.kind is Kind.INPUT for op in program.ops) != 1:
+        return "the model must have exactly one input"
+    return None
 
 
 def plan(model: nn.Module) -> list[Op] | None:
@@ -66,10 +75,7 @@ def plan(model: nn.Module) -> list[Op] | None:
 
     def make(m: nn.Module) -> list[Op] | None:
         program = compile_model(m)
-        if not isinstance(program, Program) or _unsupported(program) is not None \
-                or sum(st.kind is Kind.INPUT for st in program.ops) != 1:
-            return None
-        return list(program.ops)
+        return None if _reason(program) is not None else list(program.ops)
 
     return per_signature(_PLANS, model, make)
 
@@ -77,14 +83,7 @@ def plan(model: nn.Module) -> list[Op] | None:
 def refusal(model: nn.Module) -> str | None:
     """Why the R-operator does not take `model` (in its current mode), or None."""
     check_model("model", model)
-    program = compile_model(model)
-    if not isinstance(program, Program):
-        return program
-    op = _unsupported(program)
-    if op is not None:
-        return (f"{op.node.op} {op.node.target}: not an operation the R-operator writes out (Linear, "
-                "eval-mode BatchNorm1d, ReLU/Tanh/Sigmoid, Dropout, additions, scalings)")
-    return None if plan(model) is not None else "the model must have exactly one input"
+    return _reason(compile_model(model))
 
 
 def _activation(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
