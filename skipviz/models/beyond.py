@@ -57,8 +57,7 @@ class DenseNet1dConfig(ModelConfig):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        self._set("in_len", check_int("in_len", self.in_len, minimum=2))
-        self._set("num_classes", check_int("num_classes", self.num_classes, minimum=2))
+        self._check_signal_sizes()
         self._set("stem", check_int("stem", self.stem))
         self._set("growth", check_int("growth", self.growth))
         self._set("layers", check_depth("layers", self.layers))
@@ -178,10 +177,7 @@ class HighwayMLPConfig(ModelConfig):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        self._set("in_dim", check_int("in_dim", self.in_dim))
-        self._set("out_dim", check_int("out_dim", self.out_dim))
-        self._set("width", check_int("width", self.width))
-        self._set("depth", check_depth("depth", self.depth))
+        self._check_vector_sizes()
         self._set("activation", check_choice("activation", self.activation, ACTIVATIONS))
         self._set("gate_bias", check_number("gate_bias", self.gate_bias))
         self._set("seed", check_seed("seed", self.seed, allow_none=True))

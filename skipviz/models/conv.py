@@ -87,8 +87,7 @@ class SkipConvNetConfig(ModelConfig):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        self._set("in_len", check_int("in_len", self.in_len, minimum=2))
-        self._set("num_classes", check_int("num_classes", self.num_classes, minimum=2))
+        self._check_signal_sizes()
         self._set("channels", check_int("channels", self.channels))
         self._set("depth", check_int("depth", self.depth, minimum=2, maximum=MAX_DEPTH))
         self._set("shortcut", check_choice("shortcut", self.shortcut, SHORTCUTS))
@@ -177,8 +176,7 @@ class ResNet1dConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         self._set("sections", check_depth("sections", self.sections))
-        self._set("in_len", check_int("in_len", self.in_len, minimum=2 ** (self.sections - 1)))
-        self._set("num_classes", check_int("num_classes", self.num_classes, minimum=2))
+        self._check_signal_sizes(min_len=2 ** (self.sections - 1))
         self._set("channels", check_int("channels", self.channels))
         self._set("blocks", check_depth("blocks", self.blocks))
         self.check_budget(2 * self.blocks * self.channels ** 2 * 4 ** self.sections,

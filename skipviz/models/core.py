@@ -121,6 +121,17 @@ class ModelConfig:
         name = "out_dim" if hasattr(self, "out_dim") else "num_classes"
         return name, getattr(self, name)
 
+    def _check_vector_sizes(self) -> None:
+        """in_dim, out_dim, width and depth: the sizes every MLP's configuration starts with."""
+        for name in ("in_dim", "out_dim", "width"):
+            self._set(name, check_int(name, getattr(self, name)))
+        self._set("depth", check_depth("depth", self.depth))
+
+    def _check_signal_sizes(self, min_len: int = 2) -> None:
+        """in_len and num_classes: the sizes of every classifier of 1-D signals."""
+        self._set("in_len", check_int("in_len", self.in_len, minimum=min_len))
+        self._set("num_classes", check_int("num_classes", self.num_classes, minimum=2))
+
     def check_budget(self, parameters: int, *sizes: str) -> None:
         """`check_budget` for this configuration, naming the fields in `sizes`."""
         check_budget(self.model, parameters, **{s: getattr(self, s) for s in sizes})

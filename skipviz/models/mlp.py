@@ -23,7 +23,6 @@ from .core import (
     ModelConfig,
     SkipNet,
     check_budget,
-    check_depth,
     init_weights,
     make_activation,
     seeded,
@@ -54,10 +53,7 @@ class PlainMLPConfig(ModelConfig):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        self._set("in_dim", check_int("in_dim", self.in_dim))
-        self._set("out_dim", check_int("out_dim", self.out_dim))
-        self._set("width", check_int("width", self.width))
-        self._set("depth", check_depth("depth", self.depth))
+        self._check_vector_sizes()
         self._set("activation", check_choice("activation", self.activation, PLAIN_ACTIVATIONS))
         self._set("init", check_choice("init", self.init, PLAIN_INITS))
         if self.init == "looks_linear" and self.activation != "crelu":
@@ -193,10 +189,7 @@ class ResidualMLPConfig(ModelConfig):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        self._set("in_dim", check_int("in_dim", self.in_dim))
-        self._set("out_dim", check_int("out_dim", self.out_dim))
-        self._set("width", check_int("width", self.width))
-        self._set("depth", check_depth("depth", self.depth))
+        self._check_vector_sizes()
         self._set("block", check_choice("block", self.block, BLOCKS))
         self._set("span", check_choice("span", self.span, SPANS))
         self._set("activation", check_choice("activation", self.activation, ACTIVATIONS))
