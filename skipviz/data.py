@@ -1,4 +1,5 @@
-"""Small data sets made on this machine (never downloaded): sin(x), MNIST-1D and 2-D spirals."""
+"""Small data sets made on this machine (never downloaded): sin(x), MNIST-1D, 2-D spirals and
+sorting digit sequences."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from ._validation import check_choice, check_int, check_number, check_positive, 
 from .errors import SkipvizValueError
 from .settings import cache_dir
 
-__all__ = ["DATASETS", "SPLITS", "TASKS", "Dataset", "denoising", "load", "mnist1d", "sine",
-           "spirals"]
+__all__ = ["DATASETS", "IGNORE", "SPLITS", "TASKS", "Dataset", "denoising", "load", "mnist1d", "sine",
+           "sorting", "spirals"]
 
 TASKS = ("classification", "regression")
 SPLITS = ("train", "test")
 MNIST1D_FORMAT = 3  # the cache file layout (3: with a checksum); older files are rebuilt
 MNIST1D_TRAIN, MNIST1D_TEST = 4000, 1000  # what mnist1d's make_dataset generates
+# The label of a sequence position that is not scored (a prompt's): it counts in neither the loss
+# nor the accuracy. Only labels of shape (n, positions) may hold it.
+IGNORE = -1
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class Dataset:
     """A train/test split held as float32 inputs and int64 labels (or float32 targets).
 
     x_train: (n_train, in_dim); y_train: (n_train,) class indices, or (n_train, out_dim) targets.
+    A sequence task (`sorting`) has token ids as inputs (whole-number floats) and one label per
+    position, (n_train, positions), IGNORE where a position is not scored.
     """
 
     name: str
@@ -53,9 +59,14 @@ class Dataset:
             y = _as_targets(f"y_{part}", getattr(self, f"y_{part}"), classification)
             if len(y) != len(x):
                 raise SkipvizValueError(f"y_{part} must have one entry per row of x_{part} ({len(x)}); got {len(y)}")
-            if classification and (y.min() < 0 or y.max() >= num_classes):
+            if classification and (y.min() < (IGNORE if y.dim() == 2 else 0) or y.max() >= num_classes):
+                allowed = f" or IGNORE ({IGNORE})" if y.dim() == 2 else ""
                 raise SkipvizValueError(f"y_{part} must hold class labels in 0..num_classes-1 = "
-                                        f"0..{num_classes - 1}; got labels {int(y.min())}..{int(y.max())}")
+                                        f"0..{num_classes - 1}{allowed}; got labels {int(y.min())}..{int(y.max())}")
+            if classification and y.dim() == 2 and (y == IGNORE).all(1).any():
+                row = int((y == IGNORE).all(1).nonzero()[0])
+                raise SkipvizValueError(f"y_{part} must score at least one position of every example; "
+                                        f"row {row} is all IGNORE ({IGNORE})")
             object.__setattr__(self, f"x_{part}", x)
             object.__setattr__(self, f"y_{part}", y)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
@@ -123,13 +134,15 @@ def _as_inputs(name: str, x: object) -> torch.Tensor:
 
 
 def _as_targets(name: str, y: object, classification: bool) -> torch.Tensor:
-    """int64 labels (n,) for classification; float32 targets (n, outputs) for regression (a
-    1-D target becomes (n, 1), so that it cannot broadcast against an (n, 1) output)."""
+    """int64 labels (n,), or (n, positions) for a sequence task, for classification; float32
+    targets (n, outputs) for regression (a 1-D target becomes (n, 1), so that it cannot broadcast
+    against an (n, 1) output)."""
     y = _as_tensor(name, y)
     if classification:
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
-            raise SkipvizValueError(f"{name} must be a 1-D tensor of integer class labels (int64); got "
-                             f"dtype {y.dtype}, shape {tuple(y.shape)}")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() not in (1, 2) \
+                or 0 in y.shape:
+            raise SkipvizValueError(f"{name} must hold integer class labels (int64), one per example (n,) or "
+                                    f"one per position (n, positions); got dtype {y.dtype}, shape {tuple(y.shape)}")
         return y.to(torch.int64).contiguous()
     if y.dim() == 1:
         y = y.unsqueeze(1)
@@ -263,10 +276,47 @@ def denoising(noise: float = 0.5, seed: int = 0) -> Dataset:
                    noisy_test, clean.x_test.clone(), "regression")
 
 
-DATASETS = {"sine": sine, "spirals": spirals, "mnist1d": mnist1d, "denoising": denoising}
+def sorting(length: int = 5, digits: int = 10, n_train: int = 10_000, n_test: int = 1_000,
+            seed: int = 0) -> Dataset:
+    """Sorting digit sequences as next-token prediction (notebook 09, after minGPT's demo).
+
+    An example is `length` random digits (0..digits-1) followed by the same digits sorted, the last
+    one left out: inputs (n, 2 length - 1) token ids. Labels (n, 2 length - 1): position t is
+    labelled with the token at t + 1 where that is a sorted digit, IGNORE before (the unsorted
+    digits cannot be predicted), so the accuracy is the fraction of sorted digits predicted right.
+    Train and test sequences are distinct; there must be at least n_train + n_test possible ones.
+    """
+    length = check_int("length", length, minimum=2, maximum=32)
+    digits = check_int("digits", digits, minimum=2, maximum=1000)
+    n_train, n_test = check_int("n_train", n_train), check_int("n_test", n_test)
+    wanted = n_train + n_test
+    if digits ** length < wanted:
+        raise SkipvizValueError(f"only {digits ** length:,} sequences of length={length} over digits={digits} "
+                                f"exist, fewer than n_train + n_test = {wanted:,}: lower n_train or n_test, "
+                                "or raise length or digits")
+    rng = np.random.default_rng(check_seed("seed", seed))
+    if digits ** length <= 4 * wanted:  # few possible sequences: draw without replacement
+        codes = rng.choice(digits ** length, size=wanted, replace=False)
+        seqs = (codes[:, None] // digits ** np.arange(length)[::-1]) % digits
+    else:  # many: draw at random, keep the first copy of each, draw again for what is missing
+        seqs = np.empty((0, length), dtype=np.int64)
+        while len(seqs) < wanted:
+            more = np.concatenate([seqs, rng.integers(0, digits, size=(wanted, length))])
+            _, first = np.unique(more, axis=0, return_index=True)
+            seqs = more[np.sort(first)][:wanted]
+    seqs = torch.from_numpy(seqs.astype(np.int64))
+    ordered = seqs.sort(dim=1).values
+    x = torch.cat([seqs, ordered[:, :-1]], dim=1)
+    y = torch.cat([torch.full((wanted, length - 1), IGNORE), ordered], dim=1)
+    return Dataset(f"sorting-{length}x{digits}-seed{seed}", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                   "classification", digits)
+
+
+DATASETS = {"sine": sine, "spirals": spirals, "mnist1d": mnist1d, "denoising": denoising, "sorting": sorting}
 
 
 def load(name: str, **kwargs) -> Dataset:
-    """Build a data set by name: one of 'sine', 'spirals', 'mnist1d', 'denoising' (kwargs go to its function)."""
+    """Build a data set by name: one of 'sine', 'spirals', 'mnist1d', 'denoising', 'sorting' (kwargs
+    go to its function)."""
     check_choice("name", name, DATASETS)
     return DATASETS[name](**kwargs)

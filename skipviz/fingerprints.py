@@ -147,7 +147,3 @@ def code_fingerprint(model: nn.Module) -> str:
 
 def _is_torch(module: str | None) -> bool:
     return module is not None and (module == "torch" or module.startswith("torch."))
-
-
-def _is_torch(module: str | None) -> bool:
-    return module is not None and (module == "torch" or module.startswith("torch."))

@@ -27,7 +27,7 @@ from ._validation import (
 )
 from .data import Dataset
 from .errors import SkipvizValueError
-from .models import HighwayMLP, PlainMLP, ResidualMLP, ResNet1d, SkipConvNet
+from .models import HighwayMLP, PlainMLP, ResidualMLP, ResNet1d, SkipConvNet, TinyTransformer
 from .training import check_fits, check_input_fits, evaluate, loss_for_targets
 
 __all__ = ["central_range", "deleted", "fraction_in_range", "gradient_by_path_length",
@@ -114,14 +114,18 @@ def residual_blocks(model: nn.Module, same_shape: bool = False) -> nn.ModuleList
 
 
 def _deletable_layers(model: nn.Module) -> tuple[nn.ModuleList, int]:
-    """(the layers a lesion may delete, the first deletable index)."""
+    """(the layers a lesion may delete, the first deletable index). A TinyTransformer's are its
+    sublayers' branches, numbered as its skips: attention 0, MLP 0, attention 1, ..."""
     check_model("model", model)
     if isinstance(model, (*RESIDUAL_FAMILIES, HighwayMLP)):
         return model.blocks, 0
     if isinstance(model, PlainMLP):
         return model.layers, 1  # a plain net's first layer maps the input to the width: no identity
-    raise SkipvizValueError(f"model must be a skipviz PlainMLP, ResidualMLP, SkipConvNet, ResNet1d or HighwayMLP "
-                            f"(whose layers or blocks can be deleted); got {type(model).__name__}")
+    if isinstance(model, TinyTransformer):
+        return nn.ModuleList(branch for block in model.blocks for branch in (block.attention, block.mlp)), 0
+    raise SkipvizValueError(f"model must be a skipviz PlainMLP, ResidualMLP, SkipConvNet, ResNet1d, HighwayMLP or "
+                            f"TinyTransformer (whose layers, blocks or sublayers can be deleted); got "
+                            f"{type(model).__name__}")
 
 
 def _identity_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -136,11 +140,18 @@ def _identity_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def deleted(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
     """Temporarily delete blocks: a residual block keeps only its skip, a plain layer becomes the
-    identity. The model is unchanged afterwards."""
+    identity; for a TinyTransformer, `indices` count sublayers as its skips do (2 l: layer l's
+    attention, 2 l + 1: its MLP) and a deleted sublayer's branch outputs zeros (post-LN then
+    gives LN(x), not x). The model is unchanged afterwards."""
     layers, first = _deletable_layers(model)
     chosen = _indices("indices", indices, first, len(layers) - 1, model)
-    handles = [layers[i].register_forward_hook(lambda m, inputs, _out: _identity_output(m, inputs[0]))
-               for i in chosen]
+    if isinstance(model, TinyTransformer):
+        def hook(_m, _inputs, out):
+            return torch.zeros_like(out)
+    else:
+        def hook(m, inputs, _out):
+            return _identity_output(m, inputs[0])
+    handles = [layers[i].register_forward_hook(hook) for i in chosen]
     try:
         yield model
     finally:
@@ -162,8 +173,9 @@ def lesion(model: nn.Module, dataset: Dataset, deleted_blocks: Sequence[int]) ->
 
 @contextlib.contextmanager
 def reordered(model: nn.Module, order: Sequence[int]) -> Iterator[nn.Module]:
-    """Temporarily run the residual blocks in another order (a permutation of 0..n-1)."""
-    blocks = residual_blocks(model, same_shape=True)
+    """Temporarily run the residual blocks (a TinyTransformer's layers) in another order, a
+    permutation of 0..n-1; skips stay with their positions."""
+    blocks = model.blocks if isinstance(model, TinyTransformer) else residual_blocks(model, same_shape=True)
     n = len(blocks)
     # Every entry checked before a block is moved: a failure halfway would leave the model mixed up.
     order = _indices("order", order, 0, n - 1, model)

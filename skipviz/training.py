@@ -25,7 +25,7 @@ from ._validation import (
     check_seed,
     show,
 )
-from .data import Dataset
+from .data import IGNORE, Dataset
 from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
 from .fingerprints import CACHE_FORMAT, cache_key
 from .models import ModelConfig
@@ -70,10 +70,11 @@ class History:
 
 
 def loss_for_targets(out: torch.Tensor, y: torch.Tensor, points: bool = False) -> torch.Tensor:
-    """The loss of every skipviz model: mean cross-entropy when y holds integer class labels (n,),
-    mean squared error over all entries for float targets (n, ...). out (n, ...) -> a scalar;
-    with points=True, out (P, n, ...) holds the outputs of P weight vectors on the same batch
-    -> (P,), the loss of each."""
+    """The loss of every skipviz model: mean cross-entropy when y holds integer class labels (n,)
+    for out (n, classes), or (n, positions) for out (n, positions, classes) with the positions
+    labelled data.IGNORE left out; mean squared error over all entries for float targets (n, ...).
+    out (n, ...) -> a scalar; with points=True, out (P, n, ...) holds the outputs of P weight
+    vectors on the same batch -> (P,), the loss of each."""
     points = check_bool("points", points)
     for name, t in (("out", out), ("y", y)):
         if not isinstance(t, torch.Tensor):
@@ -85,13 +86,23 @@ def loss_for_targets(out: torch.Tensor, y: torch.Tensor, points: bool = False) -
         if tuple(lead) != tuple(y.shape) or out.dtype != y.dtype:
             raise SkipvizValueError(f"y (float targets, {y.dtype} {tuple(y.shape)}) must match out per "
                                     f"example ({out.dtype} {tuple(lead)})")
-    elif y.dtype != torch.int64 or y.dim() != 1 or len(lead) != 2 or lead[0] != len(y) \
-            or out.device != y.device or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < lead[1]):
+    elif y.dtype != torch.int64 or y.dim() not in (1, 2) or len(lead) != y.dim() + 1 \
+            or tuple(lead[:-1]) != tuple(y.shape) or out.device != y.device \
+            or (y.numel() and not (IGNORE if y.dim() == 2 else 0) <= int(y.min()) <= int(y.max()) < lead[-1]):
         raise SkipvizValueError(f"y must be int64 class labels (n,) in 0..classes-1 for out of shape (n, "
-                                f"classes), or float targets of out's shape; got y {y.dtype} "
+                                f"classes), labels (n, positions) (or IGNORE = {IGNORE}) for out of shape "
+                                f"(n, positions, classes), or float targets of out's shape; got y {y.dtype} "
                                 f"{tuple(y.shape)} and out {tuple(out.shape)}{' (points)' if points else ''}")
     if y.is_floating_point():
         return (out - y).pow(2).flatten(1).mean(1) if points else nn.functional.mse_loss(out, y)
+    if y.dim() == 2:
+        if not (y != IGNORE).any():
+            raise SkipvizValueError(f"y must score at least one position; every label is IGNORE ({IGNORE})")
+        if points:  # (P, n, T, C) -> (P, C, n T), the layout cross_entropy is fast with
+            each = nn.functional.cross_entropy(out.flatten(1, 2).transpose(1, 2), y.flatten().expand(len(out), -1),
+                                               ignore_index=IGNORE, reduction="none")
+            return each.sum(1) / (y != IGNORE).sum()
+        return nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE)
     if points:
         # Classes along dim 1, (P, classes, n): ten times faster on CPU than classes last.
         return nn.functional.cross_entropy(out.transpose(1, 2), y.expand(len(out), -1),
@@ -142,10 +153,12 @@ def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: s
     if not classification and y.dim() < 2:
         raise SkipvizValueError(f"{ys} holds float targets of shape {tuple(y.shape)}: regression targets need "
                                 "shape (batch, outputs), and class labels must be int64")
-    if classification and y.dim() != 1:
-        raise SkipvizValueError(f"integer labels {ys} must have shape (batch,); got {tuple(y.shape)}")
-    if classification and y.min() < 0:
-        raise SkipvizValueError(f"{ys} must hold class labels >= 0; got {int(y.min())}")
+    if classification and y.dim() not in (1, 2):
+        raise SkipvizValueError(f"integer labels {ys} must have shape (batch,), or (batch, positions) for a "
+                                f"sequence model; got {tuple(y.shape)}")
+    if classification and y.min() < (IGNORE if y.dim() == 2 else 0):
+        raise SkipvizValueError(f"{ys} must hold class labels >= 0{' or IGNORE' if y.dim() == 2 else ''}; "
+                                f"got {int(y.min())}")
     config = getattr(model, "config", None)
     sized = isinstance(config, ModelConfig)
     key, takes = config.input_size() if sized else ("", None)
@@ -158,6 +171,11 @@ def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: s
         if not classification and y.dim() != 2:
             raise SkipvizValueError(f"{ys} must have shape (batch, {gives}) for model {name}: one target per "
                                     f"output; got {tuple(y.shape)}")
+        positions = config.label_shape()
+        if classification and tuple(y.shape[1:]) != positions:
+            want = f"(batch, {positions[0]}): one label per position" if positions else "(batch,): one label per example"
+            raise SkipvizValueError(f"model {name}({key}={gives}) needs labels {ys} of shape {want}; "
+                                    f"got {tuple(y.shape)}")
         wanted = classes if classification else y.shape[1]
         if classification and (gives != wanted if num_classes is not None else gives < wanted):
             raise SkipvizValueError(f"model {name}({key}={gives}) has {gives} outputs, but {ys} has {wanted} "
@@ -178,9 +196,11 @@ def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: s
     if not isinstance(out, torch.Tensor):
         raise SkipvizValueError(f"model {name} must return a tensor; it returned {type(out).__name__}")
     if classification:
-        if out.dim() != 2 or (out.shape[1] != classes if num_classes is not None else out.shape[1] < classes):
+        if out.dim() != y.dim() + 1 or tuple(out.shape[1:-1]) != tuple(y.shape[1:]) \
+                or (out.shape[-1] != classes if num_classes is not None else out.shape[-1] < classes):
+            want = f"(batch, {y.shape[1]}, {classes})" if y.dim() == 2 else f"(batch, {classes})"
             raise SkipvizValueError(f"model {name} gives outputs of shape {tuple(out.shape[1:])} per example, but "
-                             f"{ys} has {classes} classes: a classifier must give (batch, {classes}) logits")
+                             f"{ys} has {classes} classes: a classifier must give {want} logits")
     elif tuple(out.shape[1:]) != tuple(y.shape[1:]):
         raise SkipvizValueError(f"model {name} gives outputs of shape {tuple(out.shape[1:])} per example, but "
                          f"{ys} have shape {tuple(y.shape[1:])}")
@@ -254,7 +274,8 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str = "test") -> Evaluat
     with eval_mode(model):
         out = model(x)
         loss = loss_for_targets(out, y).item()
-        metric = (out.argmax(1) == y).float().mean().item() if dataset.task == "classification" else loss
+        metric = (out.argmax(-1) == y)[y != IGNORE].float().mean().item() \
+            if dataset.task == "classification" else loss
     return Evaluation(loss, metric, dataset.task)
 
 
@@ -272,8 +293,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_size: int = 128,
         seed: int = 0, optimizer: str = "adam", weight_decay: float = 0.0,
-        eval_every: int | None = None, cache: bool = True, progress: bool | None = None,
-        desc: str | None = None) -> History:
+        eval_every: int | None = None, warmup: int = 0, cache: bool = True,
+        progress: bool | None = None, desc: str | None = None) -> History:
     """Train `model` in place on `dataset` for `steps` minibatch steps; return its History.
 
     Training starts from the model's current weights (call it on a fresh model to train from
@@ -286,6 +307,9 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
     of training next time; a damaged or mismatched file is ignored with a warning and the model
     retrained. A run whose loss or weights became inf or nan is returned with a warning and not
     cached. The model is left in eval mode.
+
+    warmup: the learning rate rises linearly over the first `warmup` steps, lr/warmup at step 1 to
+    lr at step `warmup` (notebook 09); 0 starts at lr.
     """
     check_fits(model, dataset)
     steps = check_int("steps", steps)
@@ -295,6 +319,7 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     weight_decay = check_number("weight_decay", weight_decay, 0)
     eval_every = max(1, steps // 50) if eval_every is None else check_int("eval_every", eval_every)
+    warmup = check_int("warmup", warmup, minimum=0)
     cache = check_bool("cache", cache)
     if progress is not None:
         progress = check_bool("progress", progress)
@@ -308,6 +333,8 @@ def fit(model: nn.Module, dataset: Dataset, steps: int, lr: float = 1e-3, batch_
         raise SkipvizValueError(f"model {type(model).__name__} has no parameters with requires_grad=True to train")
     settings = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer,
                     weight_decay=weight_decay, eval_every=eval_every)
+    if warmup:  # only when used, so that the runs cached before warm-up existed keep their keys
+        settings["warmup"] = warmup
     key = cache_key(model, dataset, settings) if cache else None
     if key is not None:
         history = _load_cached(model, key)
@@ -336,6 +363,8 @@ def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
         opt = torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
     else:
         opt = torch.optim.SGD(params, lr=s["lr"], momentum=0.9, weight_decay=s["weight_decay"])
+    warmup = s.get("warmup", 0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda done: min(1.0, (done + 1) / warmup) if warmup else 1.0)
     g = torch.Generator().manual_seed(s["seed"])
     n = dataset.x_train.shape[0]
     batch = min(s["batch_size"], n)
@@ -353,6 +382,7 @@ def _train(model: nn.Module, dataset: Dataset, s: dict, progress: bool | None,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             running += loss.item()
             count += 1
             if step % s["eval_every"] == 0 or step == s["steps"]:

@@ -110,7 +110,7 @@ ANSWER_CHECKS = {f"exercises.{n}": p for n, p in [
     ("check_scaled_distance", "fn"), ("check_stopping_rule", "answer"),
     ("check_residual_block", "cls"), ("check_skip_block", "cls"), ("check_highway_layer", "cls"),
     ("check_dense_block", "fn"), ("check_unet_level", "cls"), ("check_autocorrelation", "fn"),
-    ("check_shrink_factor", "value")]}
+    ("check_shrink_factor", "value"), ("check_causal_attention", "fn"), ("check_pre_ln_block", "fn")]}
 
 
 def public_callables() -> dict[str, Callable]:

@@ -92,6 +92,13 @@ OVERRIDES: dict[str, dict[str, Callable[[], Any]]] = {
     "models.DenseNet1d": {"stem": lambda: 4, "growth": lambda: 2, "layers": lambda: 2,
                           "blocks": lambda: 1},
     "models.UNet1d": {"channels": lambda: 4},
+    "models.TinyTransformer": {"vocab_size": lambda: 10, "seq_len": lambda: 9, "d_model": lambda: 8,
+                               "depth": lambda: 1, "heads": lambda: 2},
+    "models.TinyTransformerConfig": {"vocab_size": lambda: 10, "seq_len": lambda: 9, "d_model": lambda: 8,
+                                     "depth": lambda: 1, "heads": lambda: 2},
+    "models.TransformerBlock": {"d_model": lambda: 8, "heads": lambda: 2},
+    "models.CausalSelfAttention": {"d_model": lambda: 8, "heads": lambda: 2},
+    "data.sorting": {"n_train": lambda: 8, "n_test": lambda: 4},
     "training.loss_for_targets": {"out": lambda: torch.randn(4, 3, generator=_gen(3))},
     "training.fit": {"steps": lambda: 2, "batch_size": lambda: 8, "cache": lambda: False,
                      "progress": lambda: False},
@@ -148,7 +155,7 @@ for _name in ("check_bn_block", "check_residual_block", "check_skip_block", "che
     OVERRIDES[f"exercises.{_name}"] = {"cls": lambda: None}
 for _name in ("check_two_branch_paths", "check_tau_after_swaps", "check_filter_normalization",
               "check_power_iteration", "check_quiet_layer", "check_scaled_distance",
-              "check_dense_block", "check_autocorrelation"):
+              "check_dense_block", "check_autocorrelation", "check_causal_attention", "check_pre_ln_block"):
     OVERRIDES[f"exercises.{_name}"] = {"fn": lambda: None}
 
 

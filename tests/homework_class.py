@@ -33,10 +33,12 @@ TYPICAL = {
     "nb06-ex2": ("math.ceil(round(d_scaled / eps, 9))", "math.floor(d_scaled / eps)"),  # rounds down
     "nb07-ex4": ("layer(torch.cat(features, dim=1))", "layer(features[-1])"),       # only the last output
     "nb08-ex1": ("    d = g - g.mean()", "    d = g"),                                   # not centred
+    "nb09-ex2": ("    x = x + block.attention(block.norm_attention(x))\n    return x + block.mlp(block.norm_mlp(x))",
+                 "    x = block.norm_attention(x + block.attention(x))\n    return block.norm_mlp(x + block.mlp(x))"),  # post-LN
 }
 # The tailored count_paths passes the visible check and fails the hidden one: 2 of 3 points.
 TYPICAL_POINTS = {"nb01-ex1": 0, "nb01-ex4": 0, "nb02-ex1": 0, "nb03-ex1": 2, "nb04-ex1": 0, "nb05-ex2": 0,
-                  "nb06-ex2": 0, "nb07-ex4": 0, "nb08-ex1": 0}
+                  "nb06-ex2": 0, "nb07-ex4": 0, "nb08-ex1": 0, "nb09-ex2": 0}
 
 
 def reference_answers(release: nbformat.NotebookNode, reference: nbformat.NotebookNode) -> nbformat.NotebookNode:

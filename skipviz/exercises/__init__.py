@@ -16,6 +16,7 @@ line when the answer is wrong, so that nbgrader gives the cell no points.
 | 06 | check_scaled_distance, check_stopping_rule |
 | 07 | check_residual_block, check_skip_block, check_highway_layer, check_dense_block, check_unet_level |
 | 08 | check_autocorrelation, check_shrink_factor |
+| 09 | check_causal_attention, check_pre_ln_block |
 """
 
 from .feedback import CheckFailed, CheckResult
@@ -34,9 +35,10 @@ from .nb07 import (
 )
 from .nb07_bugs import check_residual_block, check_skip_block
 from .nb08 import check_autocorrelation, check_shrink_factor
+from .nb09 import check_causal_attention, check_pre_ln_block
 
 __all__ = [
-    "check_autocorrelation", "check_shrink_factor",
+    "check_autocorrelation", "check_shrink_factor", "check_causal_attention", "check_pre_ln_block",
     "CheckResult", "CheckFailed", "check_glorot_factor", "check_leaky_relu_factor", "check_adam_step", "check_block", "check_bn_block", "check_two_branch_paths",
     "check_tau_after_swaps", "check_filter_normalization", "check_power_iteration", "check_mean_abs_weight", "check_quiet_layer",
     "check_scaled_distance", "check_stopping_rule", "check_residual_block", "check_skip_block",

@@ -25,7 +25,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .._validation import check_choice, check_int, float_array, show
-from ..data import SPLITS, Dataset
+from ..data import IGNORE, SPLITS, Dataset
 from ..errors import SkipvizValueError
 from ..training import eval_mode, loss_for_targets
 from .directions import MAX_POINTS, Flat, check_direction, grid
@@ -45,10 +45,16 @@ _CHUNK_SCALARS = 2 ** 19
 
 def _point_losses(outputs: torch.Tensor, y: torch.Tensor, classification: bool
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """outputs (P, n, out) -> each point's mean loss (P,) float64, and its accuracy (P,) or None."""
+    """outputs (P, n, out), or (P, n, positions, classes) for labels (n, positions) -> each
+    point's mean loss (P,) float64, and its accuracy over the scored labels (P,) or None."""
     losses = loss_for_targets(outputs, y, points=True).double()
+    if not classification:
+        return losses, None
     # max().indices: argmax's first-maximum rule, and twice as fast over 10 classes.
-    return losses, ((outputs.max(-1).indices == y).double().mean(-1) if classification else None)
+    right = outputs.max(-1).indices == y
+    if y.dim() == 2:  # a sequence task: only the scored positions count
+        right = right[:, y != IGNORE]
+    return losses, right.double().mean(-1)
 
 
 def _chunk_for(model: nn.Module, x: torch.Tensor, flat: Flat) -> int:

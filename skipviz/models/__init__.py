@@ -13,6 +13,7 @@ Where each model's forward pass is (the last method of its class):
 | `DenseNet1d`   | `beyond.py` | 07       | one concatenated input of a dense layer     |
 | `HighwayMLP`   | `beyond.py` | 07       | the carry term `(1 - T) x` of `HighwayLayer` |
 | `UNet1d`       | `beyond.py` | 07       | one level's encoder-to-decoder concatenation |
+| `TinyTransformer` | `transformer.py` | 09 | the `x +` of one attention or MLP sublayer  |
 
 Configuration: `model.config` is a frozen dataclass (`ResidualMLP.Config`, ...) checked once when
 the model is built; `type(net).from_config(net.config)` builds a twin with the same weights (the
@@ -64,11 +65,19 @@ from .mlp import (
     TelescopeMLP,
     TelescopeMLPConfig,
 )
+from .transformer import (
+    PLACEMENTS,
+    CausalSelfAttention,
+    TinyTransformer,
+    TinyTransformerConfig,
+    TransformerBlock,
+)
 
-__all__ = ["ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "PLAIN_ACTIVATIONS", "PLAIN_INITS", "SHORTCUTS", "SPANS",
-           "CReLU", "Dense", "DenseLayer1d",
+__all__ = ["ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "PLACEMENTS", "PLAIN_ACTIVATIONS", "PLAIN_INITS",
+           "SHORTCUTS", "SPANS", "CReLU", "CausalSelfAttention", "Dense", "DenseLayer1d",
            "DenseNet1d", "DenseNet1dConfig", "HighwayLayer", "HighwayMLP", "HighwayMLPConfig",
            "ModelConfig", "PlainMLP", "PlainMLPConfig", "PreActBlock1d", "ResNet1d", "ResNet1dConfig",
            "ResidualBlock", "ResidualMLP", "ResidualMLPConfig", "SkipBlock1d", "SkipConvNet",
-           "SkipConvNetConfig", "SkipList", "SkipNet", "TelescopeMLP", "TelescopeMLPConfig", "UNet1d",
+           "SkipConvNetConfig", "SkipList", "SkipNet", "TelescopeMLP", "TelescopeMLPConfig", "TinyTransformer",
+           "TinyTransformerConfig", "TransformerBlock", "UNet1d",
            "UNet1dConfig", "count_parameters", "init_weights", "make_activation"]

@@ -121,6 +121,11 @@ class ModelConfig:
         name = "out_dim" if hasattr(self, "out_dim") else "num_classes"
         return name, getattr(self, name)
 
+    def label_shape(self) -> tuple[int, ...]:
+        """The shape of a classification label per example: () for one class index, (positions,)
+        for a sequence model's one per position."""
+        return ()
+
     def _check_vector_sizes(self) -> None:
         """in_dim, out_dim, width and depth: the sizes every MLP's configuration starts with."""
         for name in ("in_dim", "out_dim", "width"):

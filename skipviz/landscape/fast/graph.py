@@ -72,6 +72,10 @@ def prove(model: nn.Module, example: torch.Tensor | None = None) -> Proof:
         if id(p) in named:
             return Proof(None, f"parameters {named[id(p)]!r} and {name!r} are one tensor (tied weights)")
         named[id(p)] = name
+    for name, module in model.named_modules():
+        if not isinstance(module, LAYERS) and any(True for _ in module.parameters(recurse=False)):
+            return Proof(None, f"module {name or type(model).__name__!r}: {type(module).__name__} has parameters "
+                               "and is not one of " + ", ".join(t.__name__ for t in LAYERS))
     try:
         traced = fx.symbolic_trace(model)
     except Exception as err:  # Python the tracer cannot follow (data-dependent control flow, ...)

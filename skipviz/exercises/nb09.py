@@ -1,0 +1,269 @@
+"""Checks for notebook 09 (transformers): causal self-attention with its mask (exercise 1), and the
+pre-LN block (exercise 2). Both answers are functions of a package module and an input,
+`fn(module, x)`; each is run on the same weights as the reference, in train and eval mode and
+through backward(), and compared with the reference and with each typical mistake."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+
+from .._validation import check_seed
+from ..models.transformer import CausalSelfAttention, TransformerBlock
+from .feedback import CheckResult, _explain, call, exercise_check
+
+# ---------------------------------------------------------------------------- running an answer
+
+
+def _run(fn: Callable, name: str, module: torch.nn.Module, x: torch.Tensor
+         ) -> tuple[list[torch.Tensor] | None, CheckResult | None]:
+    """fn(module, x) on float64 copies, in train then eval mode: [output, d/dx, d/dparameters...]
+    for each mode (the backward of a fixed random weighting of the output); or the verdict."""
+    found = []
+    for train in (True, False):
+        twin = copy.deepcopy(module).double().train(train)
+        xs = x.detach().clone().double().requires_grad_(True)
+        kept = xs.detach().clone()
+        mode = "train" if train else "eval"
+        out, problem = call(fn, name, twin, xs)
+        if problem is not None:
+            return None, problem
+        if not isinstance(out, torch.Tensor):
+            return None, CheckResult(False, f"{name} must return a tensor; it returned {type(out).__name__}"
+                                     + (": did you forget `return`?" if out is None else ""))
+        if tuple(out.shape) != tuple(x.shape):
+            return None, CheckResult(False, f"{name} on x of shape {tuple(x.shape)} returned shape "
+                                            f"{tuple(out.shape)}: it must keep x's shape (batch, T, d_model)")
+        if not torch.equal(xs.detach(), kept):
+            return None, CheckResult(False, f"{name} changed its input x in place; compute a new tensor")
+        grads = [torch.zeros_like(xs)] + [torch.zeros_like(p) for p in twin.parameters()]
+        if out.requires_grad and torch.isfinite(out).all():
+            weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=out.dtype)
+            leaves = [xs, *twin.parameters()]
+            try:
+                got = torch.autograd.grad((out * weight).sum(), leaves, allow_unused=True)
+            except Exception as err:
+                return None, CheckResult(False, f"backward() through {name} ({mode} mode) failed: {_explain(err)}")
+            grads = [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(got, leaves)]
+        found += [out.detach(), *grads]
+    return found, None
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(
+        u.shape == v.shape and torch.allclose(u, v, rtol=1e-6, atol=1e-8, equal_nan=True) for u, v in zip(a, b))
+
+
+def _named_mistake(fn: Callable, name: str, cases: list[tuple[torch.nn.Module, torch.Tensor]],
+                   mistakes: dict[str, Callable]) -> str | None:
+    """The first mistake that behaves like the answer on every case."""
+    for hint, wrong in mistakes.items():
+        if all(_same(_run(fn, name, m, x)[0] or [], _run(wrong, "mistake", m, x)[0] or []) for m, x in cases):
+            return hint
+    return None
+
+
+# ---------------------------------------------------------------------------- exercise 1: the mask
+
+
+def _attention(attention: CausalSelfAttention, x: torch.Tensor, weigh: Callable, scale: bool = True) -> torch.Tensor:
+    """Causal self-attention with the weights computed from the scores by `weigh`."""
+    batch, T, d = x.shape
+    h = attention.heads
+    q, k, v = attention.qkv(x).view(batch, T, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    scores = q @ k.transpose(-2, -1) / (math.sqrt(d // h) if scale else 1.0)
+    return attention.proj((weigh(scores) @ v).transpose(1, 2).reshape(batch, T, d))
+
+
+def _future(scores: torch.Tensor, diagonal: int = 1) -> torch.Tensor:
+    T = scores.shape[-1]
+    return torch.ones(T, T, dtype=torch.bool).triu(diagonal)
+
+
+ATTENTION_MISTAKES = {
+    "there is no mask: every position reads the whole sequence, later tokens included, so the model can "
+    "copy the answer it is meant to predict":
+        lambda a, x: _attention(a, x, lambda s: s.softmax(-1)),
+    "the mask is transposed: it hides the past and shows the future; position t may read keys 0..t "
+    "(torch.tril keeps them, torch.triu(..., 1) marks the ones to hide)":
+        lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s).T, -math.inf).softmax(-1)),
+    "the mask also hides the diagonal: position t must read itself too, and position 0 then has no key "
+    "left (its softmax is 0/0)":
+        lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s, 0), -math.inf).softmax(-1)),
+    "the hidden scores were set to 0, not to -inf: exp(0) = 1, so the future still gets weight after the "
+    "softmax":
+        lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s), 0.0).softmax(-1)),
+    "the mask was applied after the softmax: the weights of each row then no longer sum to 1; mask the "
+    "scores, then take the softmax (or renormalize)":
+        lambda a, x: _attention(a, x, lambda s: s.softmax(-1).masked_fill(_future(s), 0.0)),
+    "the softmax runs over the wrong dimension: each query's weights over the keys (the last dimension, "
+    "dim=-1) must sum to 1":
+        lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s), -math.inf).softmax(-2)),
+    "the mask is right but the scores are not divided by sqrt(d_head)":
+        lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s), -math.inf).softmax(-1), scale=False),
+}
+
+
+def _attention_cases(seed: int) -> list[tuple[CausalSelfAttention, torch.Tensor]]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(100 + seed)
+        cases = []
+        for d, heads, batch, T in ((16, 4, 3, 5), (8, 2, 2, 7), (12, 3, 2, 1)):
+            attention = CausalSelfAttention(d, heads)
+            for p in attention.parameters():  # biases off zero, so that none hides a mistake
+                torch.nn.init.normal_(p, std=0.5)
+            cases.append((attention, torch.randn(batch, T, d)))
+    return cases
+
+
+def _reads_future(fn: Callable, attention: CausalSelfAttention, x: torch.Tensor) -> bool:
+    """Does the output at position 0..T-2 change when only the last position's input does?"""
+    changed = x.clone()
+    changed[:, -1] += 1.0
+    with torch.no_grad():
+        a = fn(copy.deepcopy(attention).double(), x.double())
+        b = fn(copy.deepcopy(attention).double(), changed.double())
+    return not torch.allclose(a[:, :-1], b[:, :-1], atol=1e-9, equal_nan=True)
+
+
+@exercise_check
+def check_causal_attention(fn: object, seed: int = 0) -> CheckResult:
+    """Your causal_attention(attention, x): for a CausalSelfAttention `attention` and x (batch, T,
+    d_model), multi-head self-attention in which position t reads positions 0..t only (notebook 09,
+    section 1 and exercise 1). Compared with the reference on the same weights for three sizes
+    (T = 5, 7 and 1), in train and eval mode and through backward(); `seed` draws other weights."""
+    seed = check_seed("seed", seed)
+    cases = _attention_cases(seed)
+    name = "causal_attention"
+    for attention, x in cases:
+        got, problem = _run(fn, name, attention, x)
+        if problem is not None:
+            return problem
+        if _same(got, _run(lambda a, x: a(x), "reference", attention, x)[0]):  # the package's forward
+            continue
+        hint = _named_mistake(fn, name, cases, ATTENTION_MISTAKES)
+        if hint is not None:
+            return CheckResult(False, hint)
+        if not torch.isfinite(got[0]).all():
+            return CheckResult(False, f"causal_attention returned NaN or inf for T = {x.shape[1]}: does every "
+                                      "row of the mask keep at least one key (its own position)?")
+        try:
+            leaks = _reads_future(fn, attention, x) if x.shape[1] > 1 else False
+        except Exception:
+            leaks = False
+        if leaks:
+            return CheckResult(False, "an earlier position's output changes when only the last position's input "
+                                      "does: the mask lets queries read the future")
+        return CheckResult(False, f"causal_attention differs from causal self-attention for T = {x.shape[1]} and "
+                                  "matches none of the usual mistakes: is the mask built for this T, with "
+                                  "True (or -inf) exactly above the diagonal?")
+    return CheckResult(True, "correct: your attention matches the reference for T = 5, 7 and 1, in train and eval "
+                             "mode and in its gradients, and no position reads a later one.")
+
+
+# ---------------------------------------------------------------------------- exercise 2: pre-LN
+
+
+def _post_ln(block, x):
+    x = block.norm_attention(x + block.attention(x))
+    return block.norm_mlp(x + block.mlp(x))
+
+
+def _normed_branch(block, x):
+    x = x + block.norm_attention(block.attention(x))
+    return x + block.norm_mlp(block.mlp(x))
+
+
+def _normed_stream(block, x):
+    x = block.norm_attention(x)
+    x = x + block.attention(x)
+    x = block.norm_mlp(x)
+    return x + block.mlp(x)
+
+
+def _no_skips(block, x):
+    return block.mlp(block.norm_mlp(block.attention(block.norm_attention(x))))
+
+
+def _norms_swapped(block, x):
+    x = x + block.attention(block.norm_mlp(x))
+    return x + block.mlp(block.norm_attention(x))
+
+
+def _one_norm(block, x):
+    x = x + block.attention(block.norm_attention(x))
+    return x + block.mlp(block.norm_attention(x))
+
+
+def _parallel(block, x):
+    return x + block.attention(block.norm_attention(x)) + block.mlp(block.norm_mlp(x))
+
+
+BLOCK_MISTAKES = {
+    "that is post-LN, the original Transformer's order (LN after the addition); pre-LN normalizes the "
+    "branch's input and leaves the stream x untouched: x + F(LN(x))":
+        _post_ln,
+    "the LayerNorm is on the branch's output, x + LN(F(x)); pre-LN puts it on the branch's input, x + F(LN(x))":
+        _normed_branch,
+    "the stream itself is normalized before the addition (x = LN(x), then x + F(x)); only the branch may read "
+    "LN(x): the skip must carry x unchanged":
+        _normed_stream,
+    "the skips are missing: add each sublayer's output to the stream, x + F(LN(x)), rather than replace it":
+        _no_skips,
+    "the two LayerNorms are swapped: norm_attention goes before the attention, norm_mlp before the MLP":
+        _norms_swapped,
+    "both branches use norm_attention: the MLP has its own, norm_mlp":
+        _one_norm,
+    "the MLP reads the block's input instead of the stream after the attention's update (that is the "
+    "'parallel' block of some later models, not this one)":
+        _parallel,
+    "there is no LayerNorm at all: x + F(x)":
+        lambda b, x: x + b.attention(x) + b.mlp(x + b.attention(x)),
+    "the attention's skip is missing":
+        lambda b, x: (lambda h: h + b.mlp(b.norm_mlp(h)))(b.attention(b.norm_attention(x))),
+    "the MLP's skip is missing":
+        lambda b, x: b.mlp(b.norm_mlp(x + b.attention(b.norm_attention(x)))),
+    "the MLP branch is missing: a block is attention, then the MLP":
+        lambda b, x: x + b.attention(b.norm_attention(x)),
+}
+
+
+def _block_cases(seed: int) -> list[tuple[TransformerBlock, torch.Tensor]]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(200 + seed)
+        cases = []
+        for d, heads, batch, T in ((16, 4, 3, 5), (8, 2, 2, 3)):
+            block = TransformerBlock(d, heads, norm="pre")
+            with torch.no_grad():  # the two LayerNorms' gains and shifts made different
+                for norm in (block.norm_attention, block.norm_mlp):
+                    norm.weight.add_(0.5 * torch.randn(d))
+                    norm.bias.add_(0.5 * torch.randn(d))
+            cases.append((block, 2.0 + 3.0 * torch.randn(batch, T, d)))  # a stream far from LN's output
+    return cases
+
+
+@exercise_check
+def check_pre_ln_block(fn: object, seed: int = 0) -> CheckResult:
+    """Your pre_ln_block(block, x): one pre-LN layer, the attention sublayer then the MLP sublayer,
+    each x + F(LN(x)) with the block's own `norm_attention` and `norm_mlp` (notebook 09, section 1
+    and exercise 2). Compared with the reference on the same weights, for two sizes, in train and
+    eval mode and through backward(); `seed` draws other weights."""
+    seed = check_seed("seed", seed)
+    cases = _block_cases(seed)
+    name = "pre_ln_block"
+    for block, x in cases:
+        got, problem = _run(fn, name, block, x)
+        if problem is not None:
+            return problem
+        if _same(got, _run(lambda b, x: b(x), "reference", block, x)[0]):  # the package's pre-LN forward
+            continue
+        hint = _named_mistake(fn, name, cases, BLOCK_MISTAKES)
+        if hint is not None:
+            return CheckResult(False, hint)
+        return CheckResult(False, "pre_ln_block differs from the pre-LN block and matches none of the usual "
+                                  "mistakes: write each sublayer as x = x + branch(norm(x)), attention first")
+    return CheckResult(True, "correct: your pre-LN block matches the reference on the same weights, in train and "
+                             "eval mode and in its gradients.")
