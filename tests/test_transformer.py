@@ -267,9 +267,11 @@ def test_landscape_slices_of_a_transformer_use_the_reference_path_and_score_posi
 # ---------------------------------------------------------------------------- the exercises
 
 
-def test_the_checks_accept_the_package_and_a_large_negative_mask():
-    assert exercises.check_causal_attention(lambda a, x: a(x)).ok
-    assert exercises.check_pre_ln_block(lambda b, x: b(x)).ok
+def test_the_checks_refuse_the_packages_own_forward_and_accept_a_large_negative_mask():
+    assert "own forward()" in exercises.check_causal_attention(lambda a, x: a(x)).message
+    assert "own forward()" in exercises.check_pre_ln_block(lambda b, x: b(x)).message
+    assert "own sublayer()" in exercises.check_pre_ln_block(
+        lambda b, x: b.sublayer(b.sublayer(x, "attention"), "mlp")).message
 
     def big_negative(attention, x):
         batch, T, d = x.shape
@@ -297,3 +299,12 @@ def test_the_checks_turn_errors_and_stubs_into_one_line():
     assert "returned shape" in exercises.check_pre_ln_block(lambda b, x: x[:, :1]).message
     assert "ZeroDivisionError" in exercises.check_pre_ln_block(lambda b, x: 1 / 0).message
     assert "in place" in exercises.check_pre_ln_block(lambda b, x: x.add_(1)).message
+    assert "float32" in exercises.check_pre_ln_block(lambda b, x: x.float()).message
+
+
+def test_a_detached_branch_is_told_apart_from_a_wrong_output():
+    def detached(block, x):
+        x = x + block.attention(block.norm_attention(x)).detach()
+        return x + block.mlp(block.norm_mlp(x))
+
+    assert "wrong gradients" in exercises.check_pre_ln_block(detached).message

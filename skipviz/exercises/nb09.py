@@ -18,22 +18,45 @@ from .feedback import CheckResult, _explain, call, exercise_check
 # ---------------------------------------------------------------------------- running an answer
 
 
-def _run(fn: Callable, name: str, module: torch.nn.Module, x: torch.Tensor
+def _refuse(name: str, method: str, use: str) -> Callable:
+    def refused(*args, **kwargs):
+        raise _Bypass(f"{name} called the package's own {method}(), which it is to write out; compute it "
+                      f"from {use}")
+    return refused
+
+
+class _Bypass(Exception):
+    """Raised when an answer calls the very forward pass it is asked to write."""
+
+
+def _run(fn: Callable, name: str, module: torch.nn.Module, x: torch.Tensor, guard: dict[str, str] | None = None
          ) -> tuple[list[torch.Tensor] | None, CheckResult | None]:
     """fn(module, x) on float64 copies, in train then eval mode: [output, d/dx, d/dparameters...]
-    for each mode (the backward of a fixed random weighting of the output); or the verdict."""
+    for each mode (the backward of a fixed random weighting of the output); or the verdict.
+    `guard` {method: what to use instead}: methods of the module the answer may not call (the
+    package's forward, which it is asked to write out)."""
     found = []
     for train in (True, False):
         twin = copy.deepcopy(module).double().train(train)
+        for method, use in (guard or {}).items():
+            setattr(twin, method, _refuse(name, method, use))
         xs = x.detach().clone().double().requires_grad_(True)
         kept = xs.detach().clone()
         mode = "train" if train else "eval"
-        out, problem = call(fn, name, twin, xs)
+        try:
+            out, problem = call(fn, name, twin, xs)
+        finally:
+            for method in guard or {}:
+                delattr(twin, method)
         if problem is not None:
-            return None, problem
+            bypass = problem.message.partition("_Bypass (")[2]
+            return None, CheckResult(False, bypass[:-1]) if bypass else problem
         if not isinstance(out, torch.Tensor):
             return None, CheckResult(False, f"{name} must return a tensor; it returned {type(out).__name__}"
                                      + (": did you forget `return`?" if out is None else ""))
+        if out.dtype != torch.float64:
+            return None, CheckResult(False, f"{name} returned {out.dtype} for a float64 input: keep x's dtype "
+                                            "(no .float() or float32 constants that change it)")
         if tuple(out.shape) != tuple(x.shape):
             return None, CheckResult(False, f"{name} on x of shape {tuple(x.shape)} returned shape "
                                             f"{tuple(out.shape)}: it must keep x's shape (batch, T, d_model)")
@@ -52,9 +75,16 @@ def _run(fn: Callable, name: str, module: torch.nn.Module, x: torch.Tensor
     return found, None
 
 
-def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+def _same(a: list[torch.Tensor], b: list[torch.Tensor], outputs_only: bool = False) -> bool:
+    if outputs_only and len(a) == len(b):  # [train output, its gradients..., eval output, its gradients...]
+        half = len(a) // 2
+        a, b = [a[0], a[half]], [b[0], b[half]]
     return len(a) == len(b) and all(
         u.shape == v.shape and torch.allclose(u, v, rtol=1e-6, atol=1e-8, equal_nan=True) for u, v in zip(a, b))
+
+
+GRADIENT_HINT = ("{name} gives the right output but the wrong gradients: is part of the computation cut off "
+                 "from autograd (.detach(), .data, torch.no_grad())?")
 
 
 def _named_mistake(fn: Callable, name: str, cases: list[tuple[torch.nn.Module, torch.Tensor]],
@@ -87,9 +117,12 @@ ATTENTION_MISTAKES = {
     "there is no mask: every position reads the whole sequence, later tokens included, so the model can "
     "copy the answer it is meant to predict":
         lambda a, x: _attention(a, x, lambda s: s.softmax(-1)),
-    "the mask is transposed: it hides the past and shows the future; position t may read keys 0..t "
-    "(torch.tril keeps them, torch.triu(..., 1) marks the ones to hide)":
+    "the mask is transposed: it hides the past and shows the future; position t may read positions 0..t, "
+    "itself included, and no later one":
         lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s).T, -math.inf).softmax(-1)),
+    "the mask is inverted: it hides positions 0..t and shows the later ones (the last position then has no "
+    "key left); position t may read positions 0..t, itself included":
+        lambda a, x: _attention(a, x, lambda s: s.masked_fill(~_future(s), -math.inf).softmax(-1)),
     "the mask also hides the diagonal: position t must read itself too, and position 0 then has no key "
     "left (its softmax is 0/0)":
         lambda a, x: _attention(a, x, lambda s: s.masked_fill(_future(s, 0), -math.inf).softmax(-1)),
@@ -138,18 +171,23 @@ def check_causal_attention(fn: object, seed: int = 0) -> CheckResult:
     seed = check_seed("seed", seed)
     cases = _attention_cases(seed)
     name = "causal_attention"
+    guard = {"forward": "attention.qkv and attention.proj"}
     for attention, x in cases:
-        got, problem = _run(fn, name, attention, x)
+        got, problem = _run(fn, name, attention, x, guard)
         if problem is not None:
             return problem
-        if _same(got, _run(lambda a, x: a(x), "reference", attention, x)[0]):  # the package's forward
+        reference = _run(lambda a, x: a(x), "reference", attention, x)[0]  # the package's forward
+        if _same(got, reference):
             continue
+        if _same(got, reference, outputs_only=True):
+            return CheckResult(False, GRADIENT_HINT.format(name=name))
         hint = _named_mistake(fn, name, cases, ATTENTION_MISTAKES)
         if hint is not None:
             return CheckResult(False, hint)
         if not torch.isfinite(got[0]).all():
-            return CheckResult(False, f"causal_attention returned NaN or inf for T = {x.shape[1]}: does every "
-                                      "row of the mask keep at least one key (its own position)?")
+            return CheckResult(False, f"causal_attention returned NaN or inf for T = {x.shape[1]}: a softmax over a "
+                                      "row whose every score is -inf (0/0), a 0 * inf in building the masked scores, "
+                                      "or a softmax over the wrong dimension?")
         try:
             leaks = _reads_future(fn, attention, x) if x.shape[1] > 1 else False
         except Exception:
@@ -158,8 +196,8 @@ def check_causal_attention(fn: object, seed: int = 0) -> CheckResult:
             return CheckResult(False, "an earlier position's output changes when only the last position's input "
                                       "does: the mask lets queries read the future")
         return CheckResult(False, f"causal_attention differs from causal self-attention for T = {x.shape[1]} and "
-                                  "matches none of the usual mistakes: is the mask built for this T, with "
-                                  "True (or -inf) exactly above the diagonal?")
+                                  "matches none of the usual mistakes: no position reads a later one, so check "
+                                  "what the masked scores are set to and the steps around the mask")
     return CheckResult(True, "correct: your attention matches the reference for T = 5, 7 and 1, in train and eval "
                              "mode and in its gradients, and no position reads a later one.")
 
@@ -254,16 +292,22 @@ def check_pre_ln_block(fn: object, seed: int = 0) -> CheckResult:
     seed = check_seed("seed", seed)
     cases = _block_cases(seed)
     name = "pre_ln_block"
+    use = "block.attention, block.mlp, block.norm_attention and block.norm_mlp"
+    guard = {"forward": use, "sublayer": use}
     for block, x in cases:
-        got, problem = _run(fn, name, block, x)
+        got, problem = _run(fn, name, block, x, guard)
         if problem is not None:
             return problem
-        if _same(got, _run(lambda b, x: b(x), "reference", block, x)[0]):  # the package's pre-LN forward
+        reference = _run(lambda b, x: b(x), "reference", block, x)[0]  # the package's pre-LN forward
+        if _same(got, reference):
             continue
+        if _same(got, reference, outputs_only=True):
+            return CheckResult(False, GRADIENT_HINT.format(name=name))
         hint = _named_mistake(fn, name, cases, BLOCK_MISTAKES)
         if hint is not None:
             return CheckResult(False, hint)
         return CheckResult(False, "pre_ln_block differs from the pre-LN block and matches none of the usual "
-                                  "mistakes: write each sublayer as x = x + branch(norm(x)), attention first")
+                                  "mistakes: check which LayerNorm each branch reads, what each skip carries, and "
+                                  "the order of the two sublayers")
     return CheckResult(True, "correct: your pre-LN block matches the reference on the same weights, in train and "
                              "eval mode and in its gradients.")
