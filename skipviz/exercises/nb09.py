@@ -153,13 +153,17 @@ def _attention_cases(seed: int) -> list[tuple[CausalSelfAttention, torch.Tensor]
 
 
 def _reads_future(fn: Callable, attention: CausalSelfAttention, x: torch.Tensor) -> bool:
-    """Does the output at position 0..T-2 change when only the last position's input does?"""
+    """Does the output at position 0..T-2 change, in train or eval mode, when only the last
+    position's input does?"""
     changed = x.clone()
     changed[:, -1] += 1.0
-    with torch.no_grad():
-        a = fn(copy.deepcopy(attention).double(), x.double())
-        b = fn(copy.deepcopy(attention).double(), changed.double())
-    return not torch.allclose(a[:, :-1], b[:, :-1], atol=1e-9, equal_nan=True)
+    for train in (True, False):
+        with torch.no_grad():
+            a = fn(copy.deepcopy(attention).double().train(train), x.double())
+            b = fn(copy.deepcopy(attention).double().train(train), changed.double())
+        if not torch.allclose(a[:, :-1], b[:, :-1], atol=1e-9, equal_nan=True):
+            return True
+    return False
 
 
 @exercise_check
@@ -186,8 +190,8 @@ def check_causal_attention(fn: object, seed: int = 0) -> CheckResult:
             return CheckResult(False, hint)
         if not torch.isfinite(got[0]).all():
             return CheckResult(False, f"causal_attention returned NaN or inf for T = {x.shape[1]}: a softmax over a "
-                                      "row whose every score is -inf (0/0), a 0 * inf in building the masked scores, "
-                                      "or a softmax over the wrong dimension?")
+                                      "row whose every score is -inf (0/0), +inf where -inf is meant, a 0 * inf in "
+                                      "building the masked scores, or a softmax over the wrong dimension?")
         try:
             leaks = _reads_future(fn, attention, x) if x.shape[1] > 1 else False
         except Exception:
@@ -266,6 +270,8 @@ BLOCK_MISTAKES = {
         lambda b, x: b.mlp(b.norm_mlp(x + b.attention(b.norm_attention(x)))),
     "the MLP branch is missing: a block is attention, then the MLP":
         lambda b, x: x + b.attention(b.norm_attention(x)),
+    "the attention branch is missing: a block is attention, then the MLP":
+        lambda b, x: x + b.mlp(b.norm_mlp(x)),
 }
 
 
