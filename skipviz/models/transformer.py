@@ -6,7 +6,7 @@ Where the LayerNorm sits is the `norm` setting (Xiong et al. 2020):
   pre:  x = x + a Attn(LN(x));  x = x + a MLP(LN(x));  a final LN before the read-out (GPT-2)
   post: x = LN(x + a Attn(x));  x = LN(x + a MLP(x))                      (Vaswani et al. 2017)
   none: x = x + a Attn(x);      x = x + a MLP(x)
-The branch scale a is a number (1, or 1/sqrt(2 depth) as in notebook 02) or 'rezero': one learned
+The branch scale a is a number (1; or small, as notebook 02's 1/sqrt(L) over the 2 depth branches) or 'rezero': one learned
 scalar per branch that starts at 0 (Bachlechner et al. 2020), so every block starts as the identity.
 
 Two skips per block, in order `[attention 0, MLP 0, attention 1, MLP 1, ...]`: with a skip off
