@@ -70,7 +70,7 @@ def bench_functions(repeat: int) -> None:
     import torch
     from matplotlib.figure import Figure
 
-    from skipviz import data, models, paths, plots, probes, training, widgets
+    from skipviz import data, exercises, models, paths, plots, probes, training, widgets
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SKIPVIZ_CACHE"] = tmp
@@ -98,6 +98,18 @@ def bench_functions(repeat: int) -> None:
         conv = models.SkipConvNet(channels=8, depth=32)
         ms = timed(lambda: training.fit(conv, mnist, 50, batch_size=64, cache=False, progress=False), 1)[0]
         rows.append(("training.fit, SkipConvNet 32 blocks x 8 ch, per step", ms / 50, ms / 50))
+        sorting = data.sorting()
+        deep_post = models.TinyTransformer(10, 9, d_model=32, depth=12, norm="post")
+        ms = timed(lambda: training.fit(deep_post, sorting, 50, lr=1e-2, batch_size=64, eval_every=50, cache=False, progress=False), 1)[0]
+        rows.append(("training.fit, TinyTransformer 12 layers x 32, per step (notebook 09)", ms / 50, ms / 50))
+
+        def causal_attention(attention, x):  # a right answer to notebook 09's exercise 1
+            q, k, v = attention.qkv(x).view(*x.shape[:2], 3, attention.heads, -1).permute(2, 0, 3, 1, 4)
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return attention.proj(out.transpose(1, 2).reshape(x.shape))
+
+        rows.append(("exercises.check_causal_attention, a right answer",
+                     *timed(lambda: exercises.check_causal_attention(causal_attention), repeat)))
 
         def fit_fresh() -> None:  # a new model each time: the cache key hashes the starting weights
             training.fit(models.ResidualMLP(40, 10, width=64, depth=16), mnist, 100, progress=False)
