@@ -87,13 +87,33 @@ GRADIENT_HINT = ("{name} gives the right output but the wrong gradients: is part
                  "from autograd (.detach(), .data, torch.no_grad())?")
 
 
-def _named_mistake(fn: Callable, name: str, cases: list[tuple[torch.nn.Module, torch.Tensor]],
-                   mistakes: dict[str, Callable]) -> str | None:
-    """The first mistake that behaves like the answer on every case."""
-    for hint, wrong in mistakes.items():
-        if all(_same(_run(fn, name, m, x)[0] or [], _run(wrong, "mistake", m, x)[0] or []) for m, x in cases):
-            return hint
-    return None
+def _compare(fn: Callable, name: str, cases: list[tuple[torch.nn.Module, torch.Tensor]], guard: dict[str, str],
+             mistakes: dict[str, Callable]) -> tuple[CheckResult | None, tuple | None]:
+    """The answer against the package's own forward on each case, in order (the answer runs once
+    per case): (None, None) when it agrees on every case; (the verdict, None) when a call fails,
+    only the gradients differ, or a typical mistake behaves like it on every case; (None, (module,
+    x, what the answer gave)) for the first case on which it differs for none of these reasons."""
+    answers: dict[int, tuple] = {}
+
+    def answer(i: int) -> tuple:
+        if i not in answers:
+            answers[i] = _run(fn, name, *cases[i], guard)
+        return answers[i]
+
+    for i, (module, x) in enumerate(cases):
+        got, problem = answer(i)
+        if problem is not None:
+            return problem, None
+        reference = _run(lambda m, x: m(x), "reference", module, x)[0]  # the package's forward
+        if _same(got, reference):
+            continue
+        if _same(got, reference, outputs_only=True):
+            return CheckResult(False, GRADIENT_HINT.format(name=name)), None
+        for hint, wrong in mistakes.items():
+            if all(_same(answer(j)[0] or [], _run(wrong, "mistake", *case)[0] or []) for j, case in enumerate(cases)):
+                return CheckResult(False, hint), None
+        return None, (module, x, got)
+    return None, None
 
 
 # ---------------------------------------------------------------------------- exercise 1: the mask
@@ -175,19 +195,12 @@ def check_causal_attention(fn: object, seed: int = 0) -> CheckResult:
     seed = check_seed("seed", seed)
     cases = _attention_cases(seed)
     name = "causal_attention"
-    guard = {"forward": "attention.qkv and attention.proj"}
-    for attention, x in cases:
-        got, problem = _run(fn, name, attention, x, guard)
-        if problem is not None:
-            return problem
-        reference = _run(lambda a, x: a(x), "reference", attention, x)[0]  # the package's forward
-        if _same(got, reference):
-            continue
-        if _same(got, reference, outputs_only=True):
-            return CheckResult(False, GRADIENT_HINT.format(name=name))
-        hint = _named_mistake(fn, name, cases, ATTENTION_MISTAKES)
-        if hint is not None:
-            return CheckResult(False, hint)
+    verdict, differing = _compare(fn, name, cases, {"forward": "attention.qkv and attention.proj"},
+                                  ATTENTION_MISTAKES)
+    if verdict is not None:
+        return verdict
+    if differing is not None:
+        attention, x, got = differing
         if not torch.isfinite(got[0]).all():
             return CheckResult(False, f"causal_attention returned NaN or inf for T = {x.shape[1]}: a softmax over a "
                                       "row whose every score is -inf (0/0), +inf where -inf is meant, a 0 * inf in "
@@ -299,19 +312,10 @@ def check_pre_ln_block(fn: object, seed: int = 0) -> CheckResult:
     cases = _block_cases(seed)
     name = "pre_ln_block"
     use = "block.attention, block.mlp, block.norm_attention and block.norm_mlp"
-    guard = {"forward": use, "sublayer": use}
-    for block, x in cases:
-        got, problem = _run(fn, name, block, x, guard)
-        if problem is not None:
-            return problem
-        reference = _run(lambda b, x: b(x), "reference", block, x)[0]  # the package's pre-LN forward
-        if _same(got, reference):
-            continue
-        if _same(got, reference, outputs_only=True):
-            return CheckResult(False, GRADIENT_HINT.format(name=name))
-        hint = _named_mistake(fn, name, cases, BLOCK_MISTAKES)
-        if hint is not None:
-            return CheckResult(False, hint)
+    verdict, differing = _compare(fn, name, cases, {"forward": use, "sublayer": use}, BLOCK_MISTAKES)
+    if verdict is not None:
+        return verdict
+    if differing is not None:
         return CheckResult(False, "pre_ln_block differs from the pre-LN block and matches none of the usual "
                                   "mistakes: check which LayerNorm each branch reads, what each skip carries, and "
                                   "the order of the two sublayers")
