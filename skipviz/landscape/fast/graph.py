@@ -72,6 +72,8 @@ def prove(model: nn.Module, example: torch.Tensor | None = None) -> Proof:
         if id(p) in named:
             return Proof(None, f"parameters {named[id(p)]!r} and {name!r} are one tensor (tied weights)")
         named[id(p)] = name
+    # Every module holding parameters must be a layer the fast paths know: checked here, before
+    # tracing, so that a model torch.fx cannot trace is still refused with this reason.
     for name, module in model.named_modules():
         if not isinstance(module, LAYERS) and any(True for _ in module.parameters(recurse=False)):
             return Proof(None, f"module {name or type(model).__name__!r}: {type(module).__name__} has parameters "
@@ -152,9 +154,6 @@ def _refusal(traced: fx.GraphModule, node: fx.Node, order: dict[fx.Node, int],
         module = traced.get_submodule(node.target)
         if isinstance(module, LAYERS):
             return _layer_refusal(module, node)
-        if any(True for _ in module.parameters(recurse=False)):
-            return f"{type(module).__name__} has parameters and is not one of " \
-                   + ", ".join(t.__name__ for t in LAYERS)
         if not isinstance(module, _ROW_WISE_MODULES) or getattr(module, "return_indices", False) \
                 or (isinstance(module, nn.Flatten) and module.start_dim == 0) \
                 or (isinstance(module, nn.Dropout) and module.training):
