@@ -28,6 +28,12 @@ MNIST1D_TRAIN, MNIST1D_TEST = 4000, 1000  # what mnist1d's make_dataset generate
 IGNORE = -1
 
 
+def lowest_label(labels: torch.Tensor) -> int:
+    """The smallest class label allowed in `labels`: IGNORE for labels per position (n, positions),
+    0 for one label per example (n,)."""
+    return IGNORE if labels.dim() == 2 else 0
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A train/test split held as float32 inputs and int64 labels (or float32 targets).
@@ -59,7 +65,7 @@ class Dataset:
             y = _as_targets(f"y_{part}", getattr(self, f"y_{part}"), classification)
             if len(y) != len(x):
                 raise SkipvizValueError(f"y_{part} must have one entry per row of x_{part} ({len(x)}); got {len(y)}")
-            if classification and (y.min() < (IGNORE if y.dim() == 2 else 0) or y.max() >= num_classes):
+            if classification and (y.min() < lowest_label(y) or y.max() >= num_classes):
                 allowed = f" or IGNORE ({IGNORE})" if y.dim() == 2 else ""
                 raise SkipvizValueError(f"y_{part} must hold class labels in 0..num_classes-1 = "
                                         f"0..{num_classes - 1}{allowed}; got labels {int(y.min())}..{int(y.max())}")

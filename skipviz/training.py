@@ -25,7 +25,7 @@ from ._validation import (
     check_seed,
     show,
 )
-from .data import IGNORE, Dataset
+from .data import IGNORE, Dataset, lowest_label
 from .errors import SkipvizError, SkipvizTypeError, SkipvizValueError
 from .fingerprints import CACHE_FORMAT, cache_key
 from .models import ModelConfig
@@ -88,7 +88,7 @@ def loss_for_targets(out: torch.Tensor, y: torch.Tensor, points: bool = False) -
                                     f"example ({out.dtype} {tuple(lead)})")
     elif y.dtype != torch.int64 or y.dim() not in (1, 2) or len(lead) != y.dim() + 1 \
             or tuple(lead[:-1]) != tuple(y.shape) or out.device != y.device \
-            or (y.numel() and not (IGNORE if y.dim() == 2 else 0) <= int(y.min()) <= int(y.max()) < lead[-1]):
+            or (y.numel() and not lowest_label(y) <= int(y.min()) <= int(y.max()) < lead[-1]):
         raise SkipvizValueError(f"y must be int64 class labels (n,) in 0..classes-1 for out of shape (n, "
                                 f"classes), labels (n, positions) (or IGNORE = {IGNORE}) for out of shape "
                                 f"(n, positions, classes), or float targets of out's shape; got y {y.dtype} "
@@ -156,7 +156,7 @@ def check_input_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: s
     if classification and y.dim() not in (1, 2):
         raise SkipvizValueError(f"integer labels {ys} must have shape (batch,), or (batch, positions) for a "
                                 f"sequence model; got {tuple(y.shape)}")
-    if classification and y.min() < (IGNORE if y.dim() == 2 else 0):
+    if classification and y.min() < lowest_label(y):
         raise SkipvizValueError(f"{ys} must hold class labels >= 0{' or IGNORE' if y.dim() == 2 else ''}; "
                                 f"got {int(y.min())}")
     config = getattr(model, "config", None)
